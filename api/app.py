@@ -1,0 +1,51 @@
+"""Flask application factory: configuration, extensions, blueprints, error handlers."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api.docs import register_docs
+from api.errors import register_error_handlers
+from api.extensions import ZapHubState, smorest_api
+from api.resources import register_blueprints
+from shared.config import Settings, get_settings, set_settings
+from shared.jobs import CeleryPublisher
+from workers.celery_app import broker_ping, create_celery
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for ``settings`` (default: read from the environment)."""
+    settings = settings or get_settings()
+    set_settings(settings)
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=settings.TESTING,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        API_TITLE="ZapHub",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Multi-tenant WhatsApp Web sessions. "
+                                    "Every call needs `Authorization: Bearer <token>`."},
+            "components": {"securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    celery = create_celery(settings)
+    app.extensions["zaphub"] = ZapHubState(
+        settings=settings,
+        publisher=CeleryPublisher(celery),
+        broker_ping=lambda: broker_ping(celery),
+    )
+    smorest_api.init_app(app)
+    register_blueprints(smorest_api)
+    register_error_handlers(app)
+    register_docs(app)
+    logging.getLogger(__name__).info("api ready (database %s)", settings.DATABASE_URL.split(":")[0])
+    return app

@@ -1,0 +1,63 @@
+"""Extension objects and the per-app state handlers reach through ``current_app``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import current_app
+from flask_smorest import Api
+
+from shared.config import Settings
+from shared.jobs import JobPublisher
+from shared.uow import UnitOfWork
+
+
+
+class ZapHubApi(Api):
+    """flask-smorest's Api whose errors always carry a human-readable ``message``."""
+
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        payload.setdefault("message", _summarise(payload.get("errors")) or error.description)
+        return payload, code, headers
+
+
+def _summarise(errors: Any) -> str | None:
+    # {"json": {"name": ["..."]}} -> "json.name: ..." so the field is named in one line.
+    if not isinstance(errors, dict):
+        return None
+    parts = []
+    for location, fields in errors.items():
+        if isinstance(fields, dict):
+            parts += [f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                      for field, msgs in fields.items()]
+        else:
+            parts.append(f"{location}: {' '.join(map(str, fields))}")
+    return "invalid input: " + "; ".join(parts) if parts else None
+
+
+smorest_api = ZapHubApi()
+
+
+@dataclass
+class ZapHubState:
+    """What the handlers of one app need: settings, the job publisher, a broker probe."""
+
+    settings: Settings
+    publisher: JobPublisher
+    broker_ping: Callable[[], None]
+
+
+def state() -> ZapHubState:
+    """The ZapHub state of the current app."""
+    return current_app.extensions["zaphub"]
+
+
+def unit_of_work() -> UnitOfWork:
+    """A fresh unit of work for the current app's database."""
+    return UnitOfWork(state().settings)
+
+
+def publisher() -> JobPublisher:
+    """The current app's job publisher."""
+    return state().publisher

@@ -1,0 +1,17 @@
+"""``GET /jobs/<id>``: follow a job of the caller's company."""
+from flask_smorest import Blueprint
+
+from api.auth import authenticate_request, company_id
+from api.extensions import unit_of_work
+from api.schemas.jobs import JobSchema
+from shared.services.jobs import get_job
+
+blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Jobs enqueued by the API")
+blp.before_request(authenticate_request)
+
+
+@blp.route("/<string:job_id>")
+@blp.response(200, JobSchema)
+def job(job_id: str):
+    """One job: its status, result or error, and the worker that ran it."""
+    return get_job(unit_of_work(), company_id(), job_id)

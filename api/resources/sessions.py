@@ -1,0 +1,126 @@
+"""``/session`` routes: each loads its input, calls one service, dumps the result."""
+from __future__ import annotations
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import admin_required, authenticate_request, company_id
+from api.extensions import publisher, unit_of_work
+from api.qr_render import negotiate_qr_format, render_qr
+from api.schemas.jobs import JobSchema
+from api.schemas.sessions import (
+    CleanupPreviewSchema,
+    QrArgsSchema,
+    QrSchema,
+    RemoveArgsSchema,
+    SessionCreateSchema,
+    SessionDetailsSchema,
+    SessionListArgsSchema,
+    SessionPageSchema,
+    SessionSchema,
+    SessionStatsSchema,
+    SessionUpdateSchema,
+    SessionWithJobSchema,
+)
+from shared.services import maintenance, sessions
+
+blp = Blueprint("sessions", __name__, url_prefix="/session",
+                description="WhatsApp sessions of the caller's company")
+blp.before_request(authenticate_request)
+
+
+@blp.route("")
+class SessionCollection(MethodView):
+    @blp.arguments(SessionListArgsSchema, location="query")
+    @blp.response(200, SessionPageSchema)
+    def get(self, args):
+        """List the company's sessions (filter by status and is_active, paginated)."""
+        return sessions.find_all_by_company(unit_of_work(), company_id(), **args)
+
+    @admin_required
+    @blp.arguments(SessionCreateSchema)
+    @blp.response(202, SessionWithJobSchema)
+    def post(self, data):
+        """Create a session; a worker will open WhatsApp Web for it (follow the job)."""
+        return sessions.create_session(unit_of_work(), publisher(), company_id(), **data)
+
+
+@blp.route("/stats")
+@blp.response(200, SessionStatsSchema)
+def stats():
+    """Counts by status, active/inactive and per worker."""
+    return sessions.session_stats(unit_of_work(), company_id())
+
+
+@blp.route("/cleanup")
+class Cleanup(MethodView):
+    @blp.response(200, CleanupPreviewSchema)
+    def get(self):
+        """What a cleanup would do now (dry run)."""
+        return maintenance.cleanup_preview(unit_of_work(), company_id())
+
+    @admin_required
+    @blp.response(202, JobSchema)
+    def post(self):
+        """Run a cleanup; the job's result holds the metrics."""
+        return maintenance.request_cleanup(unit_of_work(), publisher(), company_id())
+
+
+@blp.route("/sync", methods=["POST"])
+@admin_required
+@blp.response(202, JobSchema)
+def sync():
+    """Reconcile workers' memory and the database for the company's sessions."""
+    return maintenance.request_sync(unit_of_work(), publisher(), company_id())
+
+
+@blp.route("/<string:name>")
+class SessionItem(MethodView):
+    @blp.response(200, SessionSchema)
+    def get(self, name: str):
+        """One session."""
+        return sessions.find_by_company(unit_of_work(), company_id(), name)
+
+    @admin_required
+    @blp.arguments(SessionUpdateSchema)
+    @blp.response(200, SessionWithJobSchema)
+    def patch(self, changes, name: str):
+        """Update name, config or is_active (deactivating stops the browser)."""
+        return sessions.update_session(unit_of_work(), publisher(), company_id(), name, changes)
+
+    @admin_required
+    @blp.arguments(RemoveArgsSchema, location="query")
+    @blp.response(202, SessionWithJobSchema)
+    def delete(self, args, name: str):
+        """Stop and deactivate; ``?purge=true`` also deletes the row."""
+        return sessions.remove_session(unit_of_work(), publisher(), company_id(), name, **args)
+
+
+@blp.route("/<string:name>/details")
+@blp.response(200, SessionDetailsSchema)
+def details(name: str):
+    """The row, its owner worker and liveness, and its recent jobs."""
+    return sessions.session_details(unit_of_work(), company_id(), name)
+
+
+@blp.route("/<string:name>/restart", methods=["POST"])
+@admin_required
+@blp.response(202, SessionWithJobSchema)
+def restart(name: str):
+    """Full restart: close the browser, clear local files, start from the stored login."""
+    return sessions.restart_session(unit_of_work(), publisher(), company_id(), name)
+
+
+@blp.route("/<string:name>/qr")
+@blp.arguments(QrArgsSchema, location="query")
+@blp.response(200, QrSchema, content_type="application/json")
+@blp.alt_response(200, description="the QR as an image", content_type="image/png")
+def qr(args, name: str):
+    """The current QR code as JSON, PNG or SVG (``?format=`` or the Accept header)."""
+    session = sessions.current_qr(unit_of_work(), company_id(), name)
+    fmt = negotiate_qr_format(args.get("format"), request.accept_mimetypes)
+    if fmt == "json":
+        return session
+    body, mimetype = render_qr(session.qr_code, fmt)
+    return Response(body, mimetype=mimetype, headers={"Cache-Control": "no-store"})

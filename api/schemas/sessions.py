@@ -1,0 +1,112 @@
+"""Schemas of WhatsApp sessions: input validation and output shapes."""
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.schemas.jobs import JobSchema
+from shared.statuses import SessionStatus
+from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
+
+SessionName = fields.String(
+    required=True,
+    validate=validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}"),
+    metadata={"description": "unique within the company", "example": "vendas"},
+)
+
+
+class SessionCreateSchema(Schema):
+    name = SessionName
+    config = fields.Dict(keys=fields.String(), load_default=dict,
+                         metadata={"description": "free-form JSON object"})
+
+
+class SessionUpdateSchema(Schema):
+    name = fields.String(validate=validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}"))
+    config = fields.Dict(keys=fields.String())
+    is_active = fields.Boolean(truthy={True}, falsy={False})
+
+    @validates_schema
+    def not_empty(self, data, **_kwargs):
+        if not data:
+            raise ValidationError("give at least one of name, config, is_active", "_schema")
+
+
+class SessionListArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf(
+        [s.value for s in SessionStatus] + [s.value.lower() for s in SessionStatus]))
+    is_active = fields.Boolean()
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class RemoveArgsSchema(Schema):
+    purge = fields.Boolean(load_default=False)
+
+
+class QrArgsSchema(Schema):
+    format = fields.String(validate=validate.OneOf(["json", "png", "svg"]))
+
+
+class SessionSchema(Schema):
+    id = fields.String(dump_only=True)
+    name = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)
+    is_active = fields.Boolean(dump_only=True)
+    phone_number = fields.String(dump_only=True, allow_none=True)
+    push_name = fields.String(dump_only=True, allow_none=True)
+    last_seen = fields.DateTime(dump_only=True, allow_none=True)
+    last_error = fields.String(dump_only=True, allow_none=True)
+    config = fields.Function(lambda s: s.config_dict, dump_only=True)
+    worker_id = fields.String(dump_only=True, allow_none=True)
+    epoch = fields.Integer(dump_only=True)
+    has_qr_code = fields.Function(lambda s: bool(s.qr_code), dump_only=True)
+    has_login_state = fields.Function(lambda s: s.has_auth_state, dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class SessionWithJobSchema(SessionSchema):
+    job = fields.Nested(JobSchema, dump_only=True, allow_none=True)
+
+
+class SessionPageSchema(Schema):
+    items = fields.List(fields.Nested(SessionSchema), dump_only=True)
+    total = fields.Integer(dump_only=True)
+    page = fields.Integer(dump_only=True)
+    per_page = fields.Integer(dump_only=True)
+    pages = fields.Function(lambda p: -(-p.total // p.per_page), dump_only=True)
+
+
+class WorkerSchema(Schema):
+    id = fields.String(dump_only=True)
+    queue = fields.String(dump_only=True)
+    hostname = fields.String(dump_only=True, allow_none=True)
+    heartbeat_at = fields.DateTime(dump_only=True, allow_none=True)
+    capacity = fields.Integer(dump_only=True)
+
+
+class SessionDetailsSchema(Schema):
+    session = fields.Nested(SessionSchema, dump_only=True)
+    owner = fields.Nested(WorkerSchema, dump_only=True, allow_none=True)
+    owner_alive = fields.Boolean(dump_only=True)
+    jobs = fields.List(fields.Nested(JobSchema), dump_only=True)
+
+
+class SessionStatsSchema(Schema):
+    total = fields.Integer(dump_only=True)
+    active = fields.Integer(dump_only=True)
+    inactive = fields.Integer(dump_only=True)
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), dump_only=True)
+    by_worker = fields.Dict(keys=fields.String(), values=fields.Integer(), dump_only=True)
+
+
+class CleanupPreviewSchema(Schema):
+    dry_run = fields.Boolean(dump_only=True)
+    sessions_to_purge = fields.Integer(dump_only=True)
+    purge_session_names = fields.List(fields.String(), dump_only=True)
+    stale_jobs = fields.Integer(dump_only=True)
+    stale_qr_codes = fields.Integer(dump_only=True)
+
+
+class QrSchema(Schema):
+    name = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)
+    qr_code = fields.String(dump_only=True, metadata={"description": "the text to encode as a QR"})

@@ -1,0 +1,59 @@
+"""Celery settings (lowercase), read from the environment through ``shared.config``.
+
+``broker_settings()`` gives the broker part for any :class:`Settings`, so the API
+and the tests can build a Celery app for another broker than the process default.
+"""
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from shared.config import CONTROL_QUEUE, Settings, get_settings
+
+
+def broker_settings(settings: Settings) -> dict[str, Any]:
+    """The broker URL and transport options for ``settings``."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.BROKER_TIMEOUT,
+        "socket_timeout": 30,
+        # Longer than any task: an unacked message is redelivered only after this.
+        "visibility_timeout": 3600,
+    }
+    if settings.BROKER_KEY_PREFIX:
+        options["global_keyprefix"] = settings.BROKER_KEY_PREFIX
+    return {
+        "broker_url": settings.REDIS_URL,
+        "broker_connection_timeout": settings.BROKER_TIMEOUT,
+        "broker_transport_options": options,
+    }
+
+
+_settings = get_settings()
+globals().update(broker_settings(_settings))
+
+broker_connection_retry_on_startup = True
+# Jobs live in the database; no result backend is needed or used.
+result_backend = None
+task_ignore_result = True
+
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_default_queue = CONTROL_QUEUE
+task_queues = [Queue(CONTROL_QUEUE, Exchange(CONTROL_QUEUE, type="direct"), routing_key=CONTROL_QUEUE)]
+task_create_missing_queues = True
+# Fail fast on publish when Redis is down: the API answers 503 instead of hanging.
+task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                             "interval_max": 0.2}
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+beat_schedule = {
+    "cleanup": {"task": "zaphub.beat.cleanup", "schedule": _settings.CLEANUP_INTERVAL},
+    "sync": {"task": "zaphub.beat.sync", "schedule": _settings.SYNC_INTERVAL},
+}

@@ -1,0 +1,105 @@
+"""Configuration read from the environment, in one place.
+
+Both the API and the workers build a :class:`Settings` from ``os.environ``; tests
+build one with overrides.  Nothing else in the project reads the environment.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'zaphub.db'}"
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of ZapHub; field names are the environment variable names."""
+
+    DATABASE_URL: str = field(default_factory=_default_database_url)
+    REDIS_URL: str = "redis://localhost:6379/0"
+    # Prefix for every broker key, so several deployments (or test runs) share a Redis.
+    BROKER_KEY_PREFIX: str = ""
+    SECRET_KEY: str = "dev-insecure-change-me"
+    WORKER_ID: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    WORKER_CAPACITY: int = 20
+    HEARTBEAT_INTERVAL: float = 5.0
+    WORKER_LEASE: float = 30.0
+    SESSIONS_DIR: str = field(default_factory=lambda: str(Path.cwd() / "sessions"))
+    CHROMIUM_PATH: str = ""
+    WA_WEB_URL: str = "https://web.whatsapp.com/"
+    QR_MAX_ROTATIONS: int = 5
+    BROWSER_TIMEOUT: float = 60.0
+    LOGIN_STATE_SAVE_INTERVAL: float = 300.0
+    CLEANUP_INTERVAL: float = 3600.0
+    SYNC_INTERVAL: float = 30.0
+    # Inactive, disconnected sessions untouched for this long are purged by cleanup.
+    CLEANUP_RETENTION_DAYS: int = 30
+    # Jobs stuck in queued/running longer than this are failed by cleanup.
+    JOB_STALE_SECONDS: float = 3600.0
+    BROKER_TIMEOUT: float = 3.0
+    PAGE_SIZE_MAX: int = 100
+    TESTING: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``), then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            if name not in environ or environ[name] == "":
+                continue
+            raw = environ[name]
+            kind = spec.type
+            if kind in ("int", int):
+                values[name] = int(raw)
+            elif kind in ("float", float):
+                values[name] = float(raw)
+            elif kind in ("bool", bool):
+                values[name] = _env_bool(raw)
+            else:
+                values[name] = raw
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy of these settings with some fields replaced."""
+        return replace(self, **overrides)
+
+    @property
+    def worker_queue(self) -> str:
+        """The queue this worker consumes besides ``control``."""
+        return queue_for_worker(self.WORKER_ID)
+
+
+CONTROL_QUEUE = "control"
+
+
+def queue_for_worker(worker_id: str) -> str:
+    """The name of the queue owned by ``worker_id``."""
+    return f"worker.{worker_id}"
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings) -> None:
+    """Replace the process-wide settings (app factory and tests)."""
+    global _settings
+    _settings = settings

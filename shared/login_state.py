@@ -1,0 +1,206 @@
+"""Login-state archive: the on-disk WhatsApp Web storage of one Chromium profile.
+
+Why not Playwright's ``storage_state()``: WhatsApp Web keeps a non-extractable
+WebCrypto key in IndexedDB and encrypts its localStorage secrets with keys derived
+from it; ``storage_state(indexed_db=True)`` turns that key into ``{}`` and the
+restored session is dead. A byte copy of the profile's ``Default/IndexedDB`` and
+``Default/Local Storage`` folders restores it, so that is what we archive.
+
+Frame (all integers big-endian, nothing else before or after)::
+
+    b"ZHLS" | version (1 byte, = 1) | sha256(ciphertext) (32 bytes) | ciphertext
+
+The ciphertext is a Fernet token of the zlib-compressed tar. The Fernet key is
+derived from a caller-supplied secret with HKDF-SHA256, so the database only ever
+holds encrypted archives.
+
+This module is pure Python (no Playwright, no Flask) so both the API side and the
+workers can import it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAGIC = b"ZHLS"
+FORMAT_VERSION = 1
+_HEADER_LEN = len(MAGIC) + 1 + 32
+
+# The only folders we archive / accept back, relative to the profile root.
+ARCHIVED_DIRS: tuple[str, ...] = ("Default/IndexedDB", "Default/Local Storage")
+
+# Chromium holds these open with exclusive locks; copying them is useless (they are
+# recreated) and on some platforms fails.
+_SKIP_NAMES = frozenset({"LOCK", "lockfile", "SingletonLock", "SingletonCookie", "SingletonSocket"})
+
+# A real WhatsApp profile's storage is tens of MB; refuse to inflate anything absurd
+# (decompression bombs from a tampered database row).
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+
+
+class LoginStateError(Exception):
+    """The archive cannot be produced or restored; the message says why."""
+
+
+def _fernet(secret: str) -> Fernet:
+    if not secret:
+        raise LoginStateError("login state secret is empty")
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"zaphub-login-state", info=b"fernet-v1"
+    ).derive(secret.encode("utf-8"))
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _read_stable(path: Path) -> bytes | None:
+    """File bytes, or None if it vanished or is locked (Chromium churns these folders)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, PermissionError, IsADirectoryError, OSError):
+        return None
+
+
+def _build_tar(profile_dir: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel_root in ARCHIVED_DIRS:
+            root = profile_dir / rel_root
+            if not root.is_dir():
+                continue
+            # os.walk swallows errors for directories that vanish mid-walk (onerror=None).
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                dirnames.sort()
+                rel_dir = Path(dirpath).relative_to(profile_dir).as_posix()
+                info = tarfile.TarInfo(rel_dir)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o700
+                tar.addfile(info)
+                for name in sorted(filenames):
+                    full = Path(dirpath) / name
+                    if name in _SKIP_NAMES or full.is_symlink() or not full.is_file():
+                        continue
+                    data = _read_stable(full)
+                    if data is None:
+                        continue
+                    info = tarfile.TarInfo(f"{rel_dir}/{name}")
+                    info.size = len(data)
+                    info.mode = 0o600
+                    tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def pack(profile_dir: Path, secret: str) -> bytes:
+    """Archive, compress, encrypt and frame the login storage of ``profile_dir``.
+
+    Raises ``LoginStateError`` if the profile has none of the storage folders.
+    """
+    profile_dir = Path(profile_dir)
+    if not any((profile_dir / d).is_dir() for d in ARCHIVED_DIRS):
+        raise LoginStateError(f"profile has no login storage to archive: {profile_dir.name}")
+    compressed = zlib.compress(_build_tar(profile_dir), 6)
+    token = _fernet(secret).encrypt(compressed)
+    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(token).digest() + token
+
+
+def _open_frame(blob: bytes, secret: str) -> bytes:
+    """Verify the frame and return the decrypted, decompressed tar bytes."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise LoginStateError("login state is not bytes")
+    blob = bytes(blob)
+    if len(blob) < _HEADER_LEN:
+        raise LoginStateError("login state is truncated")
+    if blob[:4] != MAGIC:
+        raise LoginStateError("login state has a bad magic (not a ZapHub archive)")
+    version = blob[4]
+    if version != FORMAT_VERSION:
+        raise LoginStateError(f"login state format version {version} is not supported")
+    digest, token = blob[5:_HEADER_LEN], blob[_HEADER_LEN:]
+    if hashlib.sha256(token).digest() != digest:
+        raise LoginStateError("login state checksum mismatch")
+    try:
+        compressed = _fernet(secret).decrypt(token)
+    except InvalidToken:
+        raise LoginStateError("login state cannot be decrypted (wrong secret?)") from None
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(compressed, MAX_UNPACKED_BYTES)
+        if inflater.unconsumed_tail:
+            raise LoginStateError("login state is too large once decompressed")
+        if not inflater.eof:
+            raise LoginStateError("login state compressed data is truncated")
+    except zlib.error as exc:
+        raise LoginStateError(f"login state cannot be decompressed: {exc}") from None
+    return raw
+
+
+def verify(blob: bytes, secret: str) -> None:
+    """Check magic, version, checksum, decryption and compression without writing."""
+    _open_frame(blob, secret)
+
+
+def _safe_member_path(name: str) -> PurePosixPath:
+    """Validate one archive member name; refuse traversal and foreign folders."""
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or name.startswith(("/", "\\")) or "\\" in name:
+        raise LoginStateError(f"login state member has an unsafe path: {name!r}")
+    if any(part in ("..", "") for part in path.parts) or ":" in path.parts[0]:
+        raise LoginStateError(f"login state member has an unsafe path: {name!r}")
+    if not any(
+        path == PurePosixPath(root) or PurePosixPath(root) in path.parents
+        for root in ARCHIVED_DIRS
+    ):
+        raise LoginStateError(f"login state member is outside the storage folders: {name!r}")
+    return path
+
+
+def unpack(blob: bytes, profile_dir: Path, secret: str) -> list[str]:
+    """Verify ``blob`` and restore its storage folders into ``profile_dir``.
+
+    Everything is validated before anything is written, so a bad archive leaves the
+    target untouched. The caller is expected to pass a fresh (empty or missing)
+    profile folder. Returns the restored member names (relative paths).
+    Raises ``LoginStateError`` with a clear reason on any problem.
+    """
+    raw = _open_frame(blob, secret)
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError) as exc:
+        raise LoginStateError(f"login state archive is unreadable: {exc}") from None
+    plan: list[tuple[PurePosixPath, tarfile.TarInfo]] = []
+    for member in members:
+        if not (member.isfile() or member.isdir()):
+            raise LoginStateError(
+                f"login state member is not a regular file or folder: {member.name!r}"
+            )
+        plan.append((_safe_member_path(member.name), member))
+
+    profile_dir = Path(profile_dir)
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    base = profile_dir.resolve()
+    written: list[str] = []
+    for rel, member in plan:
+        target = base.joinpath(*rel.parts)
+        # Belt and braces: a pre-existing symlink inside the target could redirect us.
+        if base not in target.resolve().parents and target.resolve() != base:
+            raise LoginStateError(f"login state member escapes the profile: {member.name!r}")
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(member)
+        data = src.read() if src is not None else b""
+        with open(target, "wb") as fh:
+            fh.write(data)
+        written.append(rel.as_posix())
+    return written

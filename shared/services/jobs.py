@@ -1,0 +1,120 @@
+"""Recording jobs and advancing them: queued → running → succeeded/failed."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from shared.errors import NotFound
+from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
+from shared.models import Job, utcnow
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def record_job(
+    db: DbSession,
+    *,
+    kind: JobKind,
+    queue: str,
+    company_id: str | None,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """Add a queued job row to the open transaction (the caller commits)."""
+    job = Job(
+        kind=JobKind(kind).value,
+        queue=queue,
+        company_id=company_id,
+        session_id=session_id,
+        params=json.dumps(params or {}),
+        status=JobStatus.QUEUED.value,
+    )
+    db.add(job)
+    db.flush()
+    return job
+
+
+def enqueue(
+    uow: UnitOfWork,
+    publisher: JobPublisher,
+    *,
+    kind: JobKind,
+    queue: str,
+    company_id: str | None,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """Record a job, publish it, and commit — or raise and leave nothing written.
+
+    The message goes out before the commit so that a broker outage rolls the whole
+    request back; a worker that sees the message before the row is visible retries.
+    """
+    job = record_job(uow.db, kind=kind, queue=queue, company_id=company_id,
+                     session_id=session_id, params=params)
+    publisher.publish(kind, job.id, queue)
+    uow.commit()
+    log.info("job %s (%s) queued on %s for company %s session %s",
+             job.id, job.kind, queue, company_id, session_id)
+    return job
+
+
+def get_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
+    """A job of ``company_id``; another company's job is reported as missing."""
+    with uow:
+        job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
+        if job is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return job
+
+
+def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
+    """The newest jobs of a session."""
+    return list(db.scalars(
+        select(Job).where(Job.session_id == session_id).order_by(Job.created_at.desc()).limit(limit)
+    ))
+
+
+def start_job(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
+    """Mark a job running on ``worker_id``; ``None`` if the row is not visible yet.
+
+    A job that already finished is returned unchanged, so a redelivered message is a no-op.
+    """
+    with uow:
+        job = uow.db.get(Job, job_id, with_for_update=True)
+        if job is None:
+            return None
+        if job.status not in FINISHED_JOB_STATUSES:
+            job.status = JobStatus.RUNNING.value
+            job.worker_id = worker_id
+            job.started_at = job.started_at or utcnow()
+            uow.commit()
+        return job
+
+
+def finish_job(uow: UnitOfWork, job_id: str, result: dict[str, Any] | None = None) -> None:
+    """Mark a job succeeded with its result."""
+    _close_job(uow, job_id, JobStatus.SUCCEEDED, result=result)
+
+
+def fail_job(uow: UnitOfWork, job_id: str, error: str) -> None:
+    """Mark a job failed with a readable error."""
+    _close_job(uow, job_id, JobStatus.FAILED, error=error)
+
+
+def _close_job(uow: UnitOfWork, job_id: str, status: JobStatus, *,
+               result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    with uow:
+        job = uow.db.get(Job, job_id, with_for_update=True)
+        if job is None or job.status in FINISHED_JOB_STATUSES:
+            return
+        job.status = status.value
+        job.result = json.dumps(result) if result is not None else None
+        job.error = error
+        job.finished_at = utcnow()
+        uow.commit()
+    log.info("job %s %s%s", job_id, status.value, f": {error}" if error else "")

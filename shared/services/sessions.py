@@ -1,0 +1,232 @@
+"""Session services: create, find, update, remove, restart, stats, QR.
+
+Every function takes the caller's ``company_id`` and never looks outside it: another
+company's session is reported exactly like a missing one.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from shared.config import CONTROL_QUEUE, queue_for_worker
+from shared.errors import Conflict, NotFound
+from shared.jobs import JobKind, JobPublisher
+from shared.models import Job, Worker, WhatsappSession
+from shared.services.jobs import enqueue, recent_jobs
+from shared.services.workers import is_alive
+from shared.statuses import SessionStatus
+from shared.uow import UnitOfWork
+from shared.validation import check_session_name, encode_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionPage:
+    """One page of a company's sessions."""
+
+    items: list[WhatsappSession]
+    total: int
+    page: int
+    per_page: int
+
+
+@dataclass
+class SessionJob:
+    """A session together with the job that was enqueued for it (if any)."""
+
+    session: WhatsappSession
+    job: Job | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Lets a serializer read the session's fields straight off the pair.
+        return getattr(self.session, name)
+
+
+@dataclass
+class SessionDetails:
+    """Everything known about one session."""
+
+    session: WhatsappSession
+    owner: Worker | None
+    owner_alive: bool
+    jobs: list[Job] = field(default_factory=list)
+
+
+def find_session(db: DbSession, company_id: str, name: str, *, lock: bool = False) -> WhatsappSession:
+    """The session ``name`` of ``company_id`` or :class:`NotFound`."""
+    query = select(WhatsappSession).where(
+        WhatsappSession.company_id == company_id, WhatsappSession.name == name
+    )
+    if lock:
+        query = query.with_for_update()
+    session = db.scalar(query)
+    if session is None:
+        raise NotFound(f"session {name!r} not found")
+    return session
+
+
+def queue_for_session(db: DbSession, session: WhatsappSession, lease_seconds: float) -> str:
+    """The owner's queue when the owner is live, else ``control`` (which reassigns)."""
+    if session.worker_id and is_alive(db.get(Worker, session.worker_id), lease_seconds):
+        return queue_for_worker(session.worker_id)
+    return CONTROL_QUEUE
+
+
+def create_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
+                   config: dict[str, Any] | None = None) -> SessionJob:
+    """Create a session and enqueue its assignment to a worker."""
+    check_session_name(name)
+    config_text = encode_config(config or {})
+    with uow:
+        exists = uow.db.scalar(select(WhatsappSession.id).where(
+            WhatsappSession.company_id == company_id, WhatsappSession.name == name))
+        if exists:
+            raise Conflict(f"session {name!r} already exists")
+        session = WhatsappSession(company_id=company_id, name=name, config=config_text,
+                                  status=SessionStatus.DISCONNECTED.value, is_active=True, epoch=0)
+        uow.db.add(session)
+        try:
+            uow.db.flush()
+        except IntegrityError as exc:  # a concurrent create of the same name won the race
+            raise Conflict(f"session {name!r} already exists") from exc
+        job = enqueue(uow, publisher, kind=JobKind.CREATE, queue=CONTROL_QUEUE,
+                      company_id=company_id, session_id=session.id)
+        log.info("session %s (%s) created for company %s", session.id, name, company_id)
+        return SessionJob(session, job)
+
+
+def find_all_by_company(uow: UnitOfWork, company_id: str, *, status: str | None = None,
+                        is_active: bool | None = None, page: int = 1,
+                        per_page: int = 20) -> SessionPage:
+    """A page of the company's sessions, newest first, optionally filtered."""
+    with uow:
+        conditions = [WhatsappSession.company_id == company_id]
+        if status is not None:
+            conditions.append(WhatsappSession.status == SessionStatus(status.upper()).value)
+        if is_active is not None:
+            conditions.append(WhatsappSession.is_active.is_(is_active))
+        total = uow.db.scalar(select(func.count()).select_from(WhatsappSession).where(*conditions))
+        items = list(uow.db.scalars(
+            select(WhatsappSession).where(*conditions)
+            .order_by(WhatsappSession.created_at.desc(), WhatsappSession.id)
+            .offset((page - 1) * per_page).limit(per_page)
+        ))
+        return SessionPage(items=items, total=total or 0, page=page, per_page=per_page)
+
+
+def find_by_company(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSession:
+    """One session of the company, by name."""
+    with uow:
+        return find_session(uow.db, company_id, name)
+
+
+def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetails:
+    """The session row, its owner worker and liveness, and its recent jobs."""
+    with uow:
+        session = find_session(uow.db, company_id, name)
+        owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
+        return SessionDetails(
+            session=session,
+            owner=owner,
+            owner_alive=is_alive(owner, uow.settings.WORKER_LEASE),
+            jobs=recent_jobs(uow.db, session.id),
+        )
+
+
+def update_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
+                   changes: dict[str, Any]) -> SessionJob:
+    """Rename, reconfigure, or (de)activate a session.
+
+    Deactivating stops its browser; reactivating starts it again (each through a job).
+    """
+    with uow:
+        session = find_session(uow.db, company_id, name, lock=True)
+        if "name" in changes and changes["name"] != session.name:
+            new_name = check_session_name(changes["name"])
+            taken = uow.db.scalar(select(WhatsappSession.id).where(
+                WhatsappSession.company_id == company_id, WhatsappSession.name == new_name))
+            if taken:
+                raise Conflict(f"session {new_name!r} already exists")
+            session.name = new_name
+        if "config" in changes:
+            session.config = encode_config(changes["config"])
+        activation = "is_active" in changes and changes["is_active"] != session.is_active
+        if activation:
+            session.is_active = bool(changes["is_active"])
+        try:
+            uow.db.flush()
+        except IntegrityError as exc:  # a concurrent rename took the name first
+            raise Conflict(f"session {session.name!r} already exists") from exc
+        job = None
+        if activation:
+            kind = JobKind.START if session.is_active else JobKind.STOP
+            job = enqueue(uow, publisher, kind=kind,
+                          queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
+                          company_id=company_id, session_id=session.id)
+        else:
+            uow.commit()
+        log.info("session %s of company %s updated: %s", session.id, company_id, sorted(changes))
+        return SessionJob(session, job)
+
+
+def remove_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
+                   purge: bool = False) -> SessionJob:
+    """Deactivate a session now and enqueue closing its browser (and purging the row)."""
+    with uow:
+        session = find_session(uow.db, company_id, name, lock=True)
+        session.is_active = False
+        job = enqueue(uow, publisher, kind=JobKind.REMOVE,
+                      queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
+                      company_id=company_id, session_id=session.id, params={"purge": purge})
+        return SessionJob(session, job)
+
+
+def restart_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str,
+                    name: str) -> SessionJob:
+    """Enqueue a full restart (close, clear local files, start from the stored login)."""
+    with uow:
+        session = find_session(uow.db, company_id, name, lock=True)
+        if not session.is_active:
+            raise Conflict(f"session {name!r} is inactive; set is_active=true to start it")
+        job = enqueue(uow, publisher, kind=JobKind.RESTART,
+                      queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
+                      company_id=company_id, session_id=session.id)
+        return SessionJob(session, job)
+
+
+def current_qr(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSession:
+    """The session, if it is waiting for a scan with a QR code; else :class:`Conflict`."""
+    with uow:
+        session = find_session(uow.db, company_id, name)
+        if session.status != SessionStatus.QRCODE.value or not session.qr_code:
+            raise Conflict(f"session {name!r} has no QR code to scan (status {session.status})")
+        return session
+
+
+def session_stats(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
+    """Counts by status, active/inactive and per worker, from one aggregate query."""
+    with uow:
+        rows = uow.db.execute(
+            select(WhatsappSession.status, WhatsappSession.is_active,
+                   WhatsappSession.worker_id, func.count())
+            .where(WhatsappSession.company_id == company_id)
+            .group_by(WhatsappSession.status, WhatsappSession.is_active, WhatsappSession.worker_id)
+        ).all()
+    by_status = {status.value: 0 for status in SessionStatus}
+    by_worker: dict[str, int] = {}
+    active = inactive = 0
+    for status, is_active_flag, worker_id, count in rows:
+        by_status[status] = by_status.get(status, 0) + count
+        if is_active_flag:
+            active += count
+        else:
+            inactive += count
+        by_worker[worker_id or "unassigned"] = by_worker.get(worker_id or "unassigned", 0) + count
+    return {"total": active + inactive, "active": active, "inactive": inactive,
+            "by_status": by_status, "by_worker": by_worker}

@@ -1,0 +1,150 @@
+"""Flask routes of the WhatsApp Web simulator.
+
+* ``/`` (and ``/send``): the WhatsApp Web page (HTML + JS from ``static/``).
+* ``/api/...``: the JSON endpoints the page itself uses (503 while "offline").
+* ``/_sim/...``: the out-of-band control API of the fake phone, for tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from .state import SimError, SimState
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(state: SimState | None = None) -> Flask:
+    """Build the Flask app around ``state`` (a fresh :class:`SimState` by default)."""
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    sim = state or SimState()
+    app.extensions["wa_sim_state"] = sim
+
+    @app.errorhandler(SimError)
+    def _sim_error(err: SimError) -> tuple[Response, int]:
+        return jsonify({"error": err.message}), err.status
+
+    @app.after_request
+    def _no_cache(resp: Response) -> Response:
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def body() -> dict[str, Any]:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+
+    # ------------------------------------------------------------------ page
+    @app.get("/")
+    @app.get("/send")
+    def index() -> Response:
+        html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        boot = json.dumps({"clockScale": sim.clock.scale})
+        return Response(html.replace("__BOOT_CONFIG__", boot), mimetype="text/html")
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
+    @app.get("/api/config")
+    def api_config() -> Response:
+        return jsonify(sim.page_config())
+
+    @app.post("/api/pairing")
+    def api_pairing_new() -> Response:
+        return jsonify(sim.create_pairing(str(body().get("page_id", ""))))
+
+    @app.get("/api/pairing/<pairing_id>")
+    def api_pairing(pairing_id: str) -> Response:
+        return jsonify(sim.pairing_status(pairing_id, request.args.get("page_id", "")))
+
+    def creds() -> tuple[str, str, str, dict[str, Any]]:
+        data = body()
+        return (
+            str(data.get("device_id", "")),
+            str(data.get("token", "")),
+            str(data.get("page_id", "")),
+            data,
+        )
+
+    @app.post("/api/login")
+    def api_login() -> Response:
+        device_id, token, page_id, _ = creds()
+        return jsonify(sim.login(device_id, token, page_id))
+
+    @app.post("/api/poll")
+    def api_poll() -> Response:
+        device_id, token, page_id, data = creds()
+        return jsonify(sim.poll(device_id, token, page_id, int(data.get("since") or 0)))
+
+    @app.post("/api/takeover")
+    def api_takeover() -> Response:
+        device_id, token, page_id, _ = creds()
+        return jsonify(sim.takeover(device_id, token, page_id))
+
+    @app.post("/api/send")
+    def api_send() -> Response:
+        device_id, token, page_id, data = creds()
+        to, text = str(data.get("to", "")), str(data.get("body", ""))
+        if not to or not text:
+            raise SimError(400, "to and body required")
+        return jsonify(sim.send(device_id, token, page_id, to, text))
+
+    # --------------------------------------------------------------- control
+    @app.get("/_sim/state")
+    def sim_state() -> Response:
+        return jsonify(sim.snapshot())
+
+    @app.post("/_sim/scan")
+    def sim_scan() -> Response:
+        data = body()
+        if not data.get("ref"):
+            raise SimError(400, "ref required")
+        return jsonify(sim.scan(str(data["ref"]), data.get("phone"), data.get("push_name")))
+
+    @app.post("/_sim/logout")
+    def sim_logout() -> Response:
+        data = body()
+        return jsonify({"unlinked": sim.logout(data.get("phone"), data.get("device_id"))})
+
+    @app.post("/_sim/message")
+    def sim_message() -> Response:
+        data = body()
+        if not data.get("phone") or not data.get("from") or "body" not in data:
+            raise SimError(400, "phone, from and body required")
+        return jsonify(
+            sim.push_message(str(data["phone"]), str(data["from"]), str(data["body"]), data.get("name"))
+        )
+
+    @app.get("/_sim/messages")
+    def sim_messages() -> Response:
+        return jsonify(sim.messages(request.args.get("phone"), request.args.get("device_id")))
+
+    @app.post("/_sim/conflict")
+    def sim_conflict() -> Response:
+        data = body()
+        return jsonify({"devices": sim.conflict(data.get("phone"), data.get("device_id"))})
+
+    @app.post("/_sim/offline")
+    def sim_offline() -> Response:
+        sim.set_offline(bool(body().get("offline", True)))
+        return jsonify({"offline": sim.offline})
+
+    @app.post("/_sim/clock")
+    def sim_clock() -> Response:
+        try:
+            scale = float(body().get("scale", 1))
+        except (TypeError, ValueError) as exc:
+            raise SimError(400, "scale must be a number") from exc
+        sim.set_clock(scale)
+        return jsonify({"clock_scale": sim.clock.scale})
+
+    @app.post("/_sim/reset")
+    def sim_reset() -> Response:
+        sim.reset()
+        return jsonify({"ok": True})
+
+    return app

@@ -1,0 +1,400 @@
+"""Server-side state of the WhatsApp Web simulator.
+
+Everything the fake WhatsApp backend knows lives in :class:`SimState`: the scaled
+clock, QR pairings (with ref rotation), linked devices, their message history, the
+conflict flag and the global offline switch.  All public methods take the state lock,
+so the threaded werkzeug server can call them concurrently.
+
+Times are *virtual* seconds from :class:`SimClock`; speeding the clock up shortens ref
+lifetimes on the server and (via ``clock_scale`` in every API answer) the page timings.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import segno
+
+FIRST_REF_TTL = 60.0  # virtual seconds the first ref of a pairing lives
+NEXT_REF_TTL = 20.0  # virtual seconds every later ref lives
+MAX_REFS = 6  # refs per pairing before it goes idle ("Click to reload QR code")
+ONLINE_WINDOW = 2.0  # real seconds: a page that polled this recently counts as online
+
+
+class SimError(Exception):
+    """A control/page request that must be answered with an HTTP error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SimClock:
+    """Monotonic virtual clock running ``scale`` times faster than real time."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self._base_real = time.monotonic()
+        self._base_virtual = 0.0
+        self.scale = float(scale)
+
+    def now(self) -> float:
+        """Current virtual time in seconds."""
+        return self._base_virtual + (time.monotonic() - self._base_real) * self.scale
+
+    def set_scale(self, scale: float) -> None:
+        """Change the speed from now on (the virtual time stays continuous)."""
+        if scale <= 0:
+            raise SimError(400, "scale must be > 0")
+        self._base_virtual = self.now()
+        self._base_real = time.monotonic()
+        self.scale = float(scale)
+
+
+def _b64(nbytes: int) -> str:
+    return base64.b64encode(os.urandom(nbytes)).decode()
+
+
+def qr_matrix(data: str) -> list[str]:
+    """QR module matrix for ``data`` (no quiet zone), one '0'/'1' string per row."""
+    qr = segno.make(data, error="l", micro=False)
+    return ["".join("1" if m else "0" for m in row) for row in qr.matrix]
+
+
+@dataclass
+class Pairing:
+    """One QR pairing attempt of one page: a series of rotating refs."""
+
+    id: str
+    page_id: str
+    keys: str  # the three comma-joined base64 keys, fixed for the pairing
+    refs: list[str] = field(default_factory=list)
+    ref_started: float = 0.0  # virtual time the current ref was issued
+    state: str = "waiting"  # waiting | expired | scanned
+    device_id: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.refs[-1]
+
+    def issue_ref(self, at: float) -> None:
+        self.refs.append(f"2@{_b64(48)},{self.keys}")
+        self.ref_started = at
+
+    def advance(self, now: float) -> None:
+        """Rotate refs / expire according to the virtual clock."""
+        while self.state == "waiting":
+            ttl = FIRST_REF_TTL if len(self.refs) == 1 else NEXT_REF_TTL
+            end = self.ref_started + ttl
+            if now < end:
+                return
+            if len(self.refs) >= MAX_REFS:
+                self.state = "expired"
+                return
+            self.issue_ref(end)
+
+    def expires_in(self, now: float) -> float:
+        ttl = FIRST_REF_TTL if len(self.refs) == 1 else NEXT_REF_TTL
+        return max(0.0, self.ref_started + ttl - now)
+
+
+@dataclass
+class Message:
+    """A message in a device's history (incoming or sent from the page)."""
+
+    seq: int
+    id: str
+    chat: str  # the other party's number
+    from_me: bool
+    body: str
+    name: str | None
+    ts: float  # wall-clock seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "chat": self.chat,
+            "from_me": self.from_me,
+            "body": self.body,
+            "name": self.name,
+            "ts": self.ts,
+        }
+
+
+@dataclass
+class Device:
+    """A linked (or formerly linked) companion device of a phone."""
+
+    device_id: str
+    phone: str
+    number: int
+    push_name: str
+    token: str
+    linked: bool = True
+    conflict: bool = False
+    pages: dict[str, float] = field(default_factory=dict)  # page_id -> real last poll
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def wid(self) -> str:
+        return f"{self.phone}:{self.number}@c.us"
+
+    def online_pages(self) -> int:
+        cutoff = time.monotonic() - ONLINE_WINDOW
+        return sum(1 for t in self.pages.values() if t >= cutoff)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "phone": self.phone,
+            "wid": self.wid,
+            "push_name": self.push_name,
+            "linked": self.linked,
+            "online_pages": self.online_pages(),
+            "conflict": self.conflict,
+        }
+
+
+class SimState:
+    """The whole fake backend; thread safe."""
+
+    def __init__(self, clock_scale: float = 1.0) -> None:
+        self._lock = threading.RLock()
+        self._initial_scale = clock_scale
+        self.reset(clock_scale)
+
+    # ----------------------------------------------------------------- control
+    def reset(self, clock_scale: float | None = None) -> None:
+        """Forget every pairing, device and message; back online."""
+        with self._lock:
+            self.clock = SimClock(self._initial_scale if clock_scale is None else clock_scale)
+            self.offline = False
+            self.pairings: dict[str, Pairing] = {}
+            self.ref_index: dict[str, Pairing] = {}  # first comma part of every ref
+            self.devices: dict[str, Device] = {}
+            self._seq = itertools.count(1)
+            self._phones = itertools.count(1)
+            self._numbers: dict[str, int] = {}
+
+    def set_clock(self, scale: float) -> None:
+        with self._lock:
+            self.clock.set_scale(scale)
+
+    def set_offline(self, flag: bool) -> None:
+        with self._lock:
+            self.offline = bool(flag)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``GET /_sim/state`` document."""
+        with self._lock:
+            now = self.clock.now()
+            pairings = []
+            for p in self.pairings.values():
+                p.advance(now)
+                pairings.append(
+                    {"id": p.id, "ref": p.ref, "state": p.state, "refs_issued": len(p.refs)}
+                )
+            return {
+                "clock_scale": self.clock.scale,
+                "offline": self.offline,
+                "pairings": pairings,
+                "devices": [d.public() for d in self.devices.values()],
+            }
+
+    def scan(self, ref: str, phone: str | None, push_name: str | None) -> dict[str, Any]:
+        """The fake phone scans ``ref`` (full payload or its first comma part)."""
+        with self._lock:
+            head = ref.split(",", 1)[0].strip()
+            pairing = self.ref_index.get(head)
+            if pairing is None:
+                raise SimError(404, "unknown ref")
+            pairing.advance(self.clock.now())
+            if pairing.state != "waiting" or pairing.ref.split(",", 1)[0] != head:
+                raise SimError(410, "ref expired")
+            phone = str(phone) if phone else f"55119{next(self._phones):08d}"
+            number = self._numbers.get(phone, 0) + 1
+            self._numbers[phone] = number
+            device = Device(
+                device_id=secrets.token_hex(8),
+                phone=phone,
+                number=number,
+                push_name=push_name or f"User {phone[-4:]}",
+                token=secrets.token_urlsafe(24),
+            )
+            self.devices[device.device_id] = device
+            pairing.state = "scanned"
+            pairing.device_id = device.device_id
+            return {"device_id": device.device_id, "phone": phone, "wid": device.wid}
+
+    def logout(self, phone: str | None = None, device_id: str | None = None) -> int:
+        """Unlink the device(s) of ``phone`` or the one ``device_id``; returns count."""
+        with self._lock:
+            targets = self._select(phone, device_id, linked_only=True)
+            for d in targets:
+                d.linked = False
+                d.conflict = False
+            return len(targets)
+
+    def conflict(self, phone: str | None = None, device_id: str | None = None) -> int:
+        """Another computer opened this session: the pages must show the modal."""
+        with self._lock:
+            targets = self._select(phone, device_id, linked_only=True)
+            for d in targets:
+                d.conflict = True
+            return len(targets)
+
+    def push_message(
+        self, phone: str, sender: str, body: str, name: str | None = None
+    ) -> dict[str, Any]:
+        """Deliver an incoming message from ``sender`` to the linked device of ``phone``."""
+        with self._lock:
+            targets = self._select(phone, None, linked_only=True)
+            if not targets:
+                raise SimError(404, "no linked device for that phone")
+            msg_id = secrets.token_hex(10).upper()
+            for d in targets:
+                d.messages.append(
+                    Message(next(self._seq), msg_id, str(sender), False, body, name, time.time())
+                )
+            return {"id": msg_id, "delivered_to": [d.device_id for d in targets]}
+
+    def messages(self, phone: str | None, device_id: str | None) -> list[dict[str, Any]]:
+        """History (both directions) of the selected device(s)."""
+        with self._lock:
+            return [
+                m.to_json() | {"device_id": d.device_id}
+                for d in self._select(phone, device_id, linked_only=False)
+                for m in d.messages
+            ]
+
+    def _select(self, phone: str | None, device_id: str | None, linked_only: bool) -> list[Device]:
+        if not phone and not device_id:
+            raise SimError(400, "phone or device_id required")
+        found = [
+            d
+            for d in self.devices.values()
+            if (device_id and d.device_id == device_id) or (phone and d.phone == str(phone))
+        ]
+        return [d for d in found if d.linked] if linked_only else found
+
+    # ------------------------------------------------------------------- page
+    def check_online(self) -> None:
+        if self.offline:
+            raise SimError(503, "offline")
+
+    def page_config(self) -> dict[str, Any]:
+        with self._lock:
+            self.check_online()
+            return {"clock_scale": self.clock.scale}
+
+    def create_pairing(self, page_id: str) -> dict[str, Any]:
+        with self._lock:
+            self.check_online()
+            keys = ",".join(_b64(32) for _ in range(3))
+            pairing = Pairing(id=secrets.token_hex(6), page_id=page_id, keys=keys)
+            pairing.issue_ref(self.clock.now())
+            self.pairings[pairing.id] = pairing
+            self._index(pairing)
+            return self._pairing_view(pairing)
+
+    def pairing_status(self, pairing_id: str, page_id: str) -> dict[str, Any]:
+        with self._lock:
+            self.check_online()
+            pairing = self.pairings.get(pairing_id)
+            if pairing is None or pairing.page_id != page_id:
+                raise SimError(404, "unknown pairing")
+            pairing.advance(self.clock.now())
+            self._index(pairing)
+            return self._pairing_view(pairing)
+
+    def _index(self, pairing: Pairing) -> None:
+        for ref in pairing.refs:
+            self.ref_index[ref.split(",", 1)[0]] = pairing
+
+    def _pairing_view(self, pairing: Pairing) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": pairing.id,
+            "state": pairing.state,
+            "ref": pairing.ref,
+            "clock_scale": self.clock.scale,
+        }
+        if pairing.state == "waiting":
+            view["matrix"] = qr_matrix(pairing.ref)
+            view["expires_in"] = pairing.expires_in(self.clock.now())
+        elif pairing.state == "scanned" and pairing.device_id:
+            d = self.devices[pairing.device_id]
+            view["device"] = {
+                "device_id": d.device_id,
+                "token": d.token,
+                "wid": d.wid,
+                "push_name": d.push_name,
+            }
+        return view
+
+    def _auth(self, device_id: str, token: str, page_id: str) -> Device:
+        device = self.devices.get(device_id or "")
+        if device is None or not device.linked or not secrets.compare_digest(
+            device.token, token or ""
+        ):
+            raise SimError(401, "unlinked")
+        device.pages[page_id] = time.monotonic()
+        return device
+
+    def login(self, device_id: str, token: str, page_id: str) -> dict[str, Any]:
+        """A page restoring its stored session."""
+        with self._lock:
+            self.check_online()
+            d = self._auth(device_id, token, page_id)
+            return {
+                "wid": d.wid,
+                "push_name": d.push_name,
+                "clock_scale": self.clock.scale,
+                **self._poll_view(d, 0),
+            }
+
+    def poll(self, device_id: str, token: str, page_id: str, since: int) -> dict[str, Any]:
+        """The main screen's periodic poll: status + new messages."""
+        with self._lock:
+            self.check_online()
+            try:
+                d = self._auth(device_id, token, page_id)
+            except SimError:
+                return {"status": "unlinked", "clock_scale": self.clock.scale}
+            return {"clock_scale": self.clock.scale, **self._poll_view(d, since)}
+
+    def _poll_view(self, d: Device, since: int) -> dict[str, Any]:
+        if d.conflict:
+            return {"status": "conflict", "messages": []}
+        return {
+            "status": "ok",
+            "messages": [m.to_json() for m in d.messages if m.seq > since],
+        }
+
+    def takeover(self, device_id: str, token: str, page_id: str) -> dict[str, Any]:
+        """"Use here": this page takes the session back."""
+        with self._lock:
+            self.check_online()
+            d = self._auth(device_id, token, page_id)
+            d.conflict = False
+            return {"status": "ok"}
+
+    def send(self, device_id: str, token: str, page_id: str, to: str, body: str) -> dict[str, Any]:
+        """The page sends a message from the composer."""
+        with self._lock:
+            self.check_online()
+            d = self._auth(device_id, token, page_id)
+            if d.conflict:
+                raise SimError(409, "conflict")
+            msg = Message(
+                next(self._seq), secrets.token_hex(10).upper(), str(to), True, body, None, time.time()
+            )
+            d.messages.append(msg)
+            return msg.to_json()

@@ -1,0 +1,206 @@
+"""The browser runtime: one thread per worker process owning Playwright.
+
+Playwright objects are bound to the event loop (and thread) that created them, so every
+browser of this worker lives on a single dedicated daemon thread running an asyncio loop.
+Celery task threads never touch Playwright directly: they hand coroutines to that loop
+with :meth:`BrowserRuntime.submit` and wait with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from playwright.async_api import BrowserContext, Playwright, async_playwright
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+
+# Chromium batches localStorage writes and commits them to "Default/Local Storage"
+# about 5 s later (StorageAreaImpl's commit delay); a copy of the profile taken sooner
+# misses them. Closing the context flushes immediately.
+LOCAL_STORAGE_COMMIT_DELAY = 6.0
+
+_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+
+
+class RuntimeTimeout(TimeoutError):
+    """A coroutine handed to the browser runtime did not finish in time."""
+
+
+class RuntimeNotRunning(RuntimeError):
+    """The browser runtime is not started (or already stopped)."""
+
+
+def find_chromium() -> str:
+    """Path of the system Chromium: ``CHROMIUM_PATH`` or the first one found on PATH.
+
+    Never downloads a browser; raises ``FileNotFoundError`` if there is none.
+    """
+    configured = os.environ.get("CHROMIUM_PATH")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise FileNotFoundError(f"CHROMIUM_PATH is not executable: {configured}")
+        return configured
+    for candidate in _CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise FileNotFoundError("no Chromium found; set CHROMIUM_PATH")
+
+
+class BrowserRuntime:
+    """Owns the asyncio loop thread, Playwright, and every browser context of the worker."""
+
+    def __init__(self, executable_path: str | None = None, headless: bool = True) -> None:
+        self._executable_path = executable_path
+        self._headless = headless
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._playwright: Playwright | None = None
+        self._contexts: set[BrowserContext] = set()
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The runtime's event loop (only valid while running)."""
+        if self._loop is None:
+            raise RuntimeNotRunning("browser runtime is not running")
+        return self._loop
+
+    def is_running(self) -> bool:
+        """True while the loop thread is alive and Playwright is started."""
+        return self._thread is not None and self._thread.is_alive() and self._playwright is not None
+
+    def on_loop_thread(self) -> bool:
+        """True when called from the runtime's own thread."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the loop thread and Playwright (idempotent)."""
+        with self._lock:
+            if self.is_running():
+                return
+            if self._executable_path is None:
+                self._executable_path = find_chromium()
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+                loop.close()
+
+            self._loop = loop
+            self._thread = threading.Thread(target=run, name="browser-runtime", daemon=True)
+            self._thread.start()
+            ready.wait(timeout)
+            fut = asyncio.run_coroutine_threadsafe(async_playwright().start(), loop)
+            try:
+                self._playwright = fut.result(timeout)
+            except BaseException:
+                loop.call_soon_threadsafe(loop.stop)
+                self._loop = self._thread = None
+                raise
+            log.info("browser runtime started (chromium=%s)", self._executable_path)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close every context, then Playwright, then the loop thread (idempotent)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None or thread is None:
+                return
+            try:
+                fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+                fut.result(timeout)
+            except Exception:  # stop must always finish; the thread is a daemon anyway
+                log.exception("browser runtime did not shut down cleanly")
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            self._loop = self._thread = None
+            self._playwright = None
+            log.info("browser runtime stopped")
+
+    async def _shutdown(self) -> None:
+        for ctx in list(self._contexts):
+            try:
+                await asyncio.wait_for(ctx.close(), 10)
+            except Exception:
+                log.warning("a browser context did not close cleanly", exc_info=True)
+        self._contexts.clear()
+        if self._playwright is not None:
+            await self._playwright.stop()
+        # Cancel watcher tasks so the loop stops without "Task was destroyed" noise.
+        current = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is not current:
+                task.cancel()
+
+    # -- work ----------------------------------------------------------------------
+    def submit(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60.0) -> T:
+        """Run ``coro`` on the runtime loop and wait for its result.
+
+        Raises ``RuntimeTimeout`` (and cancels the coroutine) if it does not finish in
+        ``timeout`` seconds. Must not be called from the loop thread (it would deadlock).
+        """
+        if self.on_loop_thread():
+            coro.close()
+            raise RuntimeError("submit() called from the browser runtime thread")
+        if not self.is_running():
+            coro.close()
+            raise RuntimeNotRunning("browser runtime is not running")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise RuntimeTimeout(f"browser runtime task did not finish in {timeout}s") from None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        """Schedule ``coro`` on the loop without waiting (fire and forget)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def launch_profile(self, profile_dir: Path) -> BrowserContext:
+        """Launch headless Chromium on a persistent profile folder (loop thread only)."""
+        if self._playwright is None:
+            raise RuntimeNotRunning("browser runtime is not running")
+        profile_dir = Path(profile_dir)
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        ctx = await self._playwright.chromium.launch_persistent_context(
+            str(profile_dir),
+            executable_path=self._executable_path,
+            headless=self._headless,
+            args=list(CHROMIUM_ARGS),
+            # The worker process handles signals itself; Chromium must not die with
+            # Ctrl-C before we had a chance to close profiles cleanly.
+            handle_sigint=False,
+            handle_sigterm=False,
+            handle_sighup=False,
+        )
+        self._contexts.add(ctx)
+        ctx.on("close", lambda _ctx: self._contexts.discard(ctx))
+        return ctx
+
+    def context_count(self) -> int:
+        """How many browser contexts this runtime currently holds open."""
+        return len(self._contexts)

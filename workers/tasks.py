@@ -1,0 +1,1 @@
+"""Celery tasks (placeholder until the worker runtime lands)."""

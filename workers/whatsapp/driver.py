@@ -1,0 +1,140 @@
+"""Watches one WhatsApp Web page and turns what it shows into events.
+
+The driver polls the page with a single ``page.evaluate`` of :data:`page.PROBE_JS`
+and runs a small state machine over the :class:`page.Screen` values:
+
+* each new QR ref -> ``("qr", {"qr": text, "rotation": n})``; once more than
+  ``qr_max_rotations`` distinct refs were shown without a scan, or the "Click to
+  reload QR code" idle state appears -> ``("disconnected", {"reason": "qr timeout"})``;
+* main screen first seen -> ``("authenticated", {})`` then
+  ``("ready", {"phone_number", "push_name"})`` once the identity is in localStorage;
+* linked -> QR screen again -> the phone logged this device out (the page wiped its
+  storage) -> ``("disconnected", {"reason": "logout"})``;
+* conflict modal -> ``("disconnected", {"reason": "conflict"})``. We deliberately do
+  NOT click "Use here": taking the session back automatically would fight whoever
+  opened it elsewhere (two workers owning one session would ping-pong forever, and
+  a human user would be kicked out silently). The session stops; an operator or the
+  API decides to restart it;
+* offline banner -> logged only, no status change (the site reconnects by itself).
+
+Terminal events end :meth:`PageDriver.run`, which returns the reason; the session
+manager then closes the browser context. The driver never logs QR text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
+
+from workers.whatsapp import page as wa
+
+log = logging.getLogger(__name__)
+
+EmitFn = Callable[[str, dict[str, Any]], None]
+
+
+class PageDriver:
+    """State machine over one page; emits events through ``emit(name, payload)``."""
+
+    def __init__(
+        self,
+        session_id: str,
+        page: Page,
+        emit: EmitFn,
+        qr_max_rotations: int = 5,
+        poll_interval: float = wa.POLL_INTERVAL,
+    ) -> None:
+        self.session_id = session_id
+        self.page = page
+        self.emit = emit
+        self.qr_max_rotations = qr_max_rotations
+        self.poll_interval = poll_interval
+        self.linked = False
+        self.ready_sent = False
+        self._refs: list[str] = []
+        self._offline = False
+        self._authenticated_at = 0.0
+        self._storage_sig: str | None = None
+        # Monotonic time of the last localStorage change seen (page load counts as one).
+        self.storage_changed_at = time.monotonic()
+
+    async def probe(self) -> wa.Screen | None:
+        """One look at the page; None while it is navigating (context destroyed)."""
+        try:
+            return wa.parse_probe(await self.page.evaluate(wa.PROBE_JS))
+        except PlaywrightError as exc:
+            if self.page.is_closed():
+                raise
+            log.debug("session %s: probe failed (%s), retrying", self.session_id, exc.message)
+            return None
+
+    async def run(self) -> str | None:
+        """Watch until a terminal state; returns its disconnect reason.
+
+        Returns None if the page closed underneath us (the manager decides whether
+        that is a crash or a requested stop).
+        """
+        while True:
+            if self.page.is_closed():
+                return None
+            try:
+                screen = await self.probe()
+            except PlaywrightError:
+                return None
+            if screen is not None:
+                reason = self.step(screen)
+                if reason is not None:
+                    self.emit("disconnected", {"reason": reason})
+                    return reason
+            await asyncio.sleep(self.poll_interval)
+
+    def step(self, s: wa.Screen) -> str | None:
+        """Advance the state machine by one observation; returns a terminal reason."""
+        if s.storage_sig is not None and s.storage_sig != self._storage_sig:
+            self._storage_sig = s.storage_sig
+            self.storage_changed_at = time.monotonic()
+        if s.offline != self._offline:
+            self._offline = s.offline
+            log.warning(
+                "session %s: page reports %s", self.session_id,
+                "offline (phone/computer not connected)" if s.offline else "back online",
+            )
+        if s.screen == wa.CONFLICT:
+            log.info("session %s: conflict (opened elsewhere); not taking it back", self.session_id)
+            return "conflict"
+        if s.screen == wa.MAIN:
+            self._on_main(s)
+            return None
+        if s.screen in (wa.QR, wa.QR_IDLE) and self.linked:
+            log.info("session %s: logged out from the phone", self.session_id)
+            return "logout"
+        if s.screen == wa.QR_IDLE:
+            log.info("session %s: QR went idle without a scan", self.session_id)
+            return "qr timeout"
+        if s.screen == wa.QR and s.ref and s.ref not in self._refs:
+            self._refs.append(s.ref)
+            if len(self._refs) > self.qr_max_rotations:
+                log.info("session %s: %d QR codes unscanned", self.session_id, len(self._refs) - 1)
+                return "qr timeout"
+            self.emit("qr", {"qr": s.ref, "rotation": len(self._refs)})
+        return None
+
+    def _on_main(self, s: wa.Screen) -> None:
+        if not self.linked:
+            self.linked = True
+            self._authenticated_at = time.monotonic()
+            log.info("session %s: authenticated", self.session_id)
+            self.emit("authenticated", {})
+        if self.ready_sent:
+            return
+        waited = time.monotonic() - self._authenticated_at
+        if s.phone_number or waited >= wa.IDENTITY_GRACE:
+            self.ready_sent = True
+            log.info("session %s: ready", self.session_id)
+            self.emit("ready", {"phone_number": s.phone_number, "push_name": s.push_name})

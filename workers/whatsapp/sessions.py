@@ -1,0 +1,469 @@
+"""The live-session manager: every WhatsApp session this worker keeps open.
+
+Public methods are synchronous (Celery task threads call them); each one hands a
+coroutine to the :class:`BrowserRuntime` loop and waits with a timeout. All session
+state is mutated on the loop thread only, under a per-session ``asyncio.Lock``, so
+concurrent start/stop/restart calls of one session serialize cleanly.
+
+Events go to ``on_event(session_id, name, payload)`` from ONE dispatcher thread fed by
+a queue (never from the loop thread: the callback does blocking DB writes, and order
+must be preserved).
+
+Crash recovery: an unexpected close of a context (Chromium killed, page crashed)
+relaunches it from the same profile folder, emitting ``connecting`` then, via the
+driver, ``authenticated``/``ready``. No ``disconnected`` is emitted for a crash that
+is being recovered (the status goes straight to CONNECTING). After
+``crash_restart_limit`` consecutive failed attempts the manager emits
+``auth_failure`` ("repeated start failures"); with ``crash_restart_limit=0`` a crash
+emits ``disconnected`` reason ``crash`` instead.
+
+Logs name the session id, never QR text, tokens or login state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page
+
+from shared import login_state
+from shared.login_state import LoginStateError
+from workers.browser.runtime import LOCAL_STORAGE_COMMIT_DELAY, BrowserRuntime
+from workers.whatsapp import page as wa
+from workers.whatsapp.driver import PageDriver
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CLOSE_TIMEOUT = 15.0
+
+EventCallback = Callable[[str, str, dict[str, Any]], None]
+
+__all__ = ["SessionManager", "LoginStateError", "SESSION_ID_RE"]
+
+
+@dataclass
+class _Session:
+    """Memory state of one session (lives on the loop thread)."""
+
+    session_id: str
+    profile_dir: Path
+    context: BrowserContext | None = None
+    page: Page | None = None
+    watcher: asyncio.Task | None = None
+    driver: PageDriver | None = None
+    status: str = "disconnected"
+    qr: str | None = None
+    phone_number: str | None = None
+    push_name: str | None = None
+    last_error: str | None = None
+    failures: int = 0  # consecutive failed (re)launches
+    wanted: bool = False  # should be live; False after stop / terminal events
+    restarts_begun: int = 0
+    last_restart_state: bytes | None = None
+    recovering: asyncio.Task | None = None
+    closing: set[int] = field(default_factory=set)  # ids of contexts we close on purpose
+
+
+class SessionManager:
+    """Registry of the live WhatsApp sessions of this worker."""
+
+    def __init__(
+        self,
+        runtime: BrowserRuntime,
+        sessions_dir: Path,
+        wa_url: str,
+        on_event: EventCallback,
+        qr_max_rotations: int = 5,
+        crash_restart_limit: int = 3,
+        login_state_secret: str | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.sessions_dir = Path(sessions_dir)
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        self.wa_url = wa_url
+        self.on_event = on_event
+        self.qr_max_rotations = qr_max_rotations
+        self.crash_restart_limit = crash_restart_limit
+        self._secret = login_state_secret or os.environ.get("LOGIN_STATE_SECRET") or os.environ.get(
+            "SECRET_KEY"
+        )
+        self._sessions: dict[str, _Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._status_lock = threading.Lock()  # status() reads from task threads
+        self._events: queue.Queue = queue.Queue()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="wa-events", daemon=True)
+        self._dispatcher.start()
+
+    # ================================================================ public (sync)
+    def start(self, session_id: str, login_state: bytes | None = None, timeout: float = 60) -> None:
+        """Open the session (idempotent). Restores ``login_state`` into a fresh profile.
+
+        Raises ``LoginStateError`` for a corrupt archive, ``RuntimeTimeout`` on timeout.
+        """
+        self._check_id(session_id)
+        self.runtime.submit(self._start(session_id, login_state), timeout)
+
+    def stop(self, session_id: str, reason: str = "stopped", timeout: float = 30) -> None:
+        """Close the session's context (idempotent) and emit ``disconnected``."""
+        self._check_id(session_id)
+        self.runtime.submit(self._stop(session_id, reason), timeout)
+
+    def restart(self, session_id: str, login_state: bytes | None = None, timeout: float = 120) -> None:
+        """Close, delete the local profile folder, start again (from ``login_state``).
+
+        Concurrent restarts of one session coalesce: a caller whose request was
+        already satisfied by a restart that began after it asked returns at once.
+        """
+        self._check_id(session_id)
+        self.runtime.submit(self._restart(session_id, login_state), timeout)
+
+    def remove_local(self, session_id: str, timeout: float = 30) -> None:
+        """Stop the session if needed and delete its profile folder."""
+        self._check_id(session_id)
+        self.runtime.submit(self._remove_local(session_id), timeout)
+
+    def snapshot(self, session_id: str, timeout: float = 60) -> bytes:
+        """Login-state archive of the session's profile (see ``shared.login_state``)."""
+        self._check_id(session_id)
+        return self.runtime.submit(self._snapshot(session_id), timeout)
+
+    def status(self, session_id: str) -> dict[str, Any] | None:
+        """Memory status of a session this worker knows, or None."""
+        with self._status_lock:
+            s = self._sessions.get(session_id)
+            if s is None:
+                return None
+            return {
+                "session_id": s.session_id,
+                "status": s.status,
+                "qr": s.qr,
+                "phone_number": s.phone_number,
+                "push_name": s.push_name,
+                "last_error": s.last_error,
+                "live": s.context is not None,
+            }
+
+    def live_ids(self) -> list[str]:
+        """Ids of the sessions with an open browser context."""
+        with self._status_lock:
+            return sorted(sid for sid, s in self._sessions.items() if s.context is not None)
+
+    def profile_dir(self, session_id: str) -> Path:
+        """The profile folder of a session (validated id; never built from a name)."""
+        self._check_id(session_id)
+        return self.sessions_dir / session_id
+
+    def browser_pid(self, session_id: str) -> int | None:
+        """PID of the Chromium browser process running this session's profile."""
+        flag = f"--user-data-dir={self.profile_dir(session_id)}"
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().split(b"\0")
+            except OSError:
+                continue
+            decoded = [a.decode(errors="replace") for a in args]
+            # The browser process is the one without --type= (renderers/GPU have one).
+            if flag in decoded and not any(a.startswith("--type=") for a in decoded):
+                return int(entry)
+        return None
+
+    def close_all(self, timeout: float = 60) -> None:
+        """Stop every session (reason ``stopped``) and stop the dispatcher."""
+        if self.runtime.is_running():
+            self.runtime.submit(self._close_all(), timeout)
+        self.flush_events(timeout=10)
+
+    def flush_events(self, timeout: float = 10) -> bool:
+        """Wait until every queued event was delivered (tests, shutdown)."""
+        done = threading.Event()
+        self._events.put(done)
+        return done.wait(timeout)
+
+    # ============================================================ events
+    def _dispatch(self) -> None:
+        while True:
+            item = self._events.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            sid, name, payload = item
+            try:
+                self.on_event(sid, name, payload)
+            except Exception:
+                log.exception("session %s: on_event(%s) failed", sid, name)
+
+    def _emit(self, s: _Session, name: str, payload: dict[str, Any]) -> None:
+        """Update memory status and queue the event (loop thread)."""
+        with self._status_lock:
+            if name == "connecting":
+                s.status, s.qr = "connecting", None
+            elif name == "qr":
+                s.status, s.qr = "qrcode", payload.get("qr")
+                s.failures = 0
+            elif name == "authenticated":
+                s.status, s.qr, s.failures = "connected", None, 0
+            elif name == "ready":
+                s.status = "connected"
+                s.phone_number = payload.get("phone_number")
+                s.push_name = payload.get("push_name")
+            elif name == "auth_failure":
+                s.status, s.qr, s.last_error = "error", None, payload.get("reason")
+            elif name == "disconnected":
+                if s.status == "disconnected":
+                    return  # already reported
+                s.status, s.qr = "disconnected", None
+        log.info("session %s: event %s", s.session_id, name)
+        self._events.put((s.session_id, name, dict(payload)))
+
+    # ============================================================ loop side
+    def _check_id(self, session_id: str) -> None:
+        if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
+            raise ValueError(f"invalid session id: {session_id!r}")
+
+    def _lock(self, sid: str) -> asyncio.Lock:
+        lock = self._locks.get(sid)
+        if lock is None:
+            lock = self._locks[sid] = asyncio.Lock()
+        return lock
+
+    def _get(self, sid: str) -> _Session:
+        s = self._sessions.get(sid)
+        if s is None:
+            with self._status_lock:
+                s = self._sessions[sid] = _Session(sid, self.sessions_dir / sid)
+        return s
+
+    async def _start(self, sid: str, blob: bytes | None) -> None:
+        async with self._lock(sid):
+            s = self._get(sid)
+            if s.context is not None:
+                return
+            await self._start_locked(s, blob)
+
+    async def _start_locked(self, s: _Session, blob: bytes | None) -> None:
+        if blob is not None:
+            await self._restore(s, blob)
+        s.wanted = True
+        s.failures = 0
+        self._emit(s, "connecting", {})
+        try:
+            await self._launch(s)
+        except Exception as exc:
+            s.wanted = False
+            with self._status_lock:
+                s.last_error = f"start failed: {type(exc).__name__}"
+            log.warning("session %s: start failed: %s", s.session_id, type(exc).__name__)
+            self._emit(s, "disconnected", {"reason": "start failed"})
+            raise
+
+    async def _restore(self, s: _Session, blob: bytes) -> None:
+        """Unpack into a temp folder first so a bad archive never destroys the profile."""
+        if self._secret is None:
+            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+        tmp = self.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.to_thread(login_state.unpack, blob, tmp, self._secret)
+        except LoginStateError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with self._status_lock:
+                s.status, s.last_error = "error", str(exc)
+            log.warning("session %s: login state rejected: %s", s.session_id, exc)
+            raise
+        await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
+        os.replace(tmp, s.profile_dir)
+        log.info("session %s: login state restored into a fresh profile", s.session_id)
+
+    async def _launch(self, s: _Session) -> None:
+        ctx = await self.runtime.launch_profile(s.profile_dir)
+        with self._status_lock:
+            s.context = ctx
+        ctx.on("close", lambda c: self._on_context_close(s, ctx))
+        try:
+            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+            for extra in ctx.pages[1:]:
+                await extra.close()
+            s.page = page
+            page.on("crash", lambda p: self._on_page_crash(s, ctx))
+            await page.goto(self.wa_url, wait_until="domcontentloaded",
+                            timeout=wa.NAVIGATION_TIMEOUT * 1000)
+        except Exception:
+            await self._close_context(s)
+            raise
+        driver = PageDriver(s.session_id, page, lambda n, p: self._emit(s, n, p),
+                            self.qr_max_rotations)
+        s.driver = driver
+        s.watcher = asyncio.create_task(self._watch(s, ctx, driver), name=f"watch-{s.session_id}")
+
+    async def _watch(self, s: _Session, ctx: BrowserContext, driver: PageDriver) -> None:
+        try:
+            reason = await driver.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s: driver failed", s.session_id)
+            reason = None
+        if reason is None:
+            return  # page closed: the close handler decides crash vs stop
+        # Terminal state (logout, conflict, qr timeout): the context must go.
+        async with self._lock(s.session_id):
+            if s.context is ctx:
+                s.wanted = False
+                s.watcher = None  # we are the watcher; don't cancel ourselves
+                await self._close_context(s)
+
+    async def _close_context(self, s: _Session) -> None:
+        """Close the live context on purpose (no crash recovery). Lock held."""
+        ctx, watcher = s.context, s.watcher
+        with self._status_lock:
+            s.context, s.page, s.watcher, s.driver = None, None, None, None
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
+        if ctx is None:
+            return
+        s.closing.add(id(ctx))
+        try:
+            await asyncio.wait_for(ctx.close(), CLOSE_TIMEOUT)
+        except Exception:
+            log.warning("session %s: context did not close cleanly", s.session_id, exc_info=True)
+        # Chromium may still be flushing the profile; wait for the process to exit so a
+        # following rmtree/restart does not race with it.
+        for _ in range(50):
+            if self.browser_pid(s.session_id) is None:
+                break
+            await asyncio.sleep(0.1)
+
+    def _on_page_crash(self, s: _Session, ctx: BrowserContext) -> None:
+        log.warning("session %s: page crashed", s.session_id)
+        if s.context is ctx:
+            # Closing the context routes through _on_context_close -> recovery.
+            asyncio.ensure_future(ctx.close())
+
+    def _on_context_close(self, s: _Session, ctx: BrowserContext) -> None:
+        if id(ctx) in s.closing:
+            s.closing.discard(id(ctx))
+            return
+        if s.context is not ctx:
+            return
+        log.warning("session %s: browser context closed unexpectedly", s.session_id)
+        watcher = s.watcher
+        with self._status_lock:
+            s.context, s.page, s.watcher, s.driver = None, None, None, None
+        if watcher is not None:
+            watcher.cancel()
+        if not s.wanted:
+            return
+        if self.crash_restart_limit <= 0:
+            s.wanted = False
+            self._emit(s, "disconnected", {"reason": "crash"})
+            return
+        s.recovering = asyncio.ensure_future(self._recover(s))
+
+    async def _recover(self, s: _Session) -> None:
+        async with self._lock(s.session_id):
+            while s.wanted and s.context is None:
+                s.failures += 1
+                if s.failures > self.crash_restart_limit:
+                    s.wanted = False
+                    log.error("session %s: giving up after %d failed starts",
+                              s.session_id, s.failures - 1)
+                    self._emit(s, "auth_failure", {"reason": "repeated start failures"})
+                    return
+                # Let the dead Chromium release the profile's singleton lock first.
+                await asyncio.sleep(min(0.5 * 2 ** (s.failures - 1), 5.0))
+                self._emit(s, "connecting", {})
+                try:
+                    await self._launch(s)
+                    log.info("session %s: relaunched after a crash", s.session_id)
+                    return
+                except Exception as exc:
+                    log.warning("session %s: relaunch failed: %s", s.session_id,
+                                type(exc).__name__)
+                    with self._status_lock:
+                        s.last_error = f"relaunch failed: {type(exc).__name__}"
+
+    async def _stop(self, sid: str, reason: str) -> None:
+        async with self._lock(sid):
+            s = self._sessions.get(sid)
+            if s is None:
+                return
+            await self._stop_locked(s, reason)
+
+    async def _stop_locked(self, s: _Session, reason: str) -> None:
+        s.wanted = False
+        await self._close_context(s)
+        self._emit(s, "disconnected", {"reason": reason})
+
+    async def _restart(self, sid: str, blob: bytes | None) -> None:
+        s = self._get(sid)
+        ticket = s.restarts_begun
+        async with self._lock(sid):
+            if s.restarts_begun > ticket and s.context is not None and (
+                blob is None or blob == s.last_restart_state
+            ):
+                log.info("session %s: restart coalesced with a newer one", sid)
+                return
+            s.restarts_begun += 1
+            s.last_restart_state = blob
+            if blob is not None:
+                # Validate before tearing anything down: a corrupt archive keeps the
+                # session as it was.
+                await asyncio.to_thread(self._validate, blob)
+            await self._stop_locked(s, "restart")
+            await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
+            await self._start_locked(s, blob)
+
+    def _validate(self, blob: bytes) -> None:
+        if self._secret is None:
+            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+        login_state.verify(blob, self._secret)
+
+    async def _remove_local(self, sid: str) -> None:
+        async with self._lock(sid):
+            s = self._sessions.get(sid)
+            if s is not None and s.context is not None:
+                await self._stop_locked(s, "removed")
+            await asyncio.to_thread(shutil.rmtree, self.sessions_dir / sid, True)
+            with self._status_lock:
+                self._sessions.pop(sid, None)
+
+    async def _snapshot(self, sid: str) -> bytes:
+        if self._secret is None:
+            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+        # A live profile's latest localStorage writes reach the disk only after
+        # Chromium's commit delay: wait until the page's storage has been quiet that long.
+        while True:
+            s = self._sessions.get(sid)
+            driver = s.driver if s is not None else None
+            if driver is None:
+                break
+            quiet = time.monotonic() - driver.storage_changed_at
+            if quiet >= LOCAL_STORAGE_COMMIT_DELAY:
+                break
+            await asyncio.sleep(min(LOCAL_STORAGE_COMMIT_DELAY - quiet + 0.05, 1.0))
+        async with self._lock(sid):
+            return await asyncio.to_thread(
+                login_state.pack, self.sessions_dir / sid, self._secret
+            )
+
+    async def _close_all(self) -> None:
+        for sid in list(self._sessions):
+            async with self._lock(sid):
+                s = self._sessions[sid]
+                if s.context is not None or s.wanted:
+                    await self._stop_locked(s, "stopped")
