@@ -21,8 +21,17 @@ def _tune_sqlite(dbapi_connection, _record) -> None:  # pragma: no cover - drive
     cursor.close()
 
 
+def normalize_url(url: str) -> str:
+    """Pin plain ``postgresql://`` (and Heroku-style ``postgres://``) URLs to psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` with the per-backend settings ZapHub relies on."""
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

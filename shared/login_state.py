@@ -156,8 +156,7 @@ def _safe_member_path(name: str) -> PurePosixPath:
     if any(part in ("..", "") for part in path.parts) or ":" in path.parts[0]:
         raise LoginStateError(f"login state member has an unsafe path: {name!r}")
     if not any(
-        path == PurePosixPath(root) or PurePosixPath(root) in path.parents
-        for root in ARCHIVED_DIRS
+        path == PurePosixPath(root) or PurePosixPath(root) in path.parents for root in ARCHIVED_DIRS
     ):
         raise LoginStateError(f"login state member is outside the storage folders: {name!r}")
     return path
@@ -173,10 +172,14 @@ def unpack(blob: bytes, profile_dir: Path, secret: str) -> list[str]:
     """
     raw = _open_frame(blob, secret)
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
-        members = tar.getmembers()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            return _extract(tar, Path(profile_dir))
     except (tarfile.TarError, EOFError) as exc:
         raise LoginStateError(f"login state archive is unreadable: {exc}") from None
+
+
+def _extract(tar: tarfile.TarFile, profile_dir: Path) -> list[str]:
+    members = tar.getmembers()
     plan: list[tuple[PurePosixPath, tarfile.TarInfo]] = []
     for member in members:
         if not (member.isfile() or member.isdir()):
@@ -185,7 +188,6 @@ def unpack(blob: bytes, profile_dir: Path, secret: str) -> list[str]:
             )
         plan.append((_safe_member_path(member.name), member))
 
-    profile_dir = Path(profile_dir)
     profile_dir.mkdir(parents=True, exist_ok=True)
     base = profile_dir.resolve()
     written: list[str] = []

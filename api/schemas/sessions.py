@@ -1,6 +1,7 @@
 """Schemas of WhatsApp sessions: input validation and output shapes."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.schemas.fields import StrictBoolean
 from api.schemas.jobs import JobSchema
 from shared.statuses import SessionStatus
 from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
@@ -21,7 +22,7 @@ class SessionCreateSchema(Schema):
 class SessionUpdateSchema(Schema):
     name = fields.String(validate=validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}"))
     config = fields.Dict(keys=fields.String())
-    is_active = fields.Boolean(truthy={True}, falsy={False})
+    is_active = StrictBoolean()
 
     @validates_schema
     def not_empty(self, data, **_kwargs):

@@ -78,6 +78,8 @@ class BrowserRuntime:
         self._playwright: Playwright | None = None
         self._contexts: set[BrowserContext] = set()
         self._lock = threading.Lock()
+        # True while stop() closes contexts, so owners don't mistake it for a crash.
+        self.stopping = False
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -130,6 +132,7 @@ class BrowserRuntime:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:
                 return
+            self.stopping = True
             try:
                 fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
                 fut.result(timeout)
@@ -139,6 +142,7 @@ class BrowserRuntime:
             thread.join(timeout)
             self._loop = self._thread = None
             self._playwright = None
+            self.stopping = False
             log.info("browser runtime stopped")
 
     async def _shutdown(self) -> None:

@@ -1,0 +1,42 @@
+"""Name and config rules, and settings read from the environment."""
+import pytest
+
+from shared.config import Settings, queue_for_worker
+from shared.errors import InvalidInput
+from shared.validation import check_session_name, encode_config
+
+
+@pytest.mark.parametrize("name", ["a", "vendas", "a" * 64, "0-_x"])
+def test_good_names(name):
+    assert check_session_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "A", "../x", "a/b", "a" * 65, "é", "x\n", None, 5, "-a"])
+def test_bad_names(name):
+    with pytest.raises(InvalidInput) as error:
+        check_session_name(name)
+    assert error.value.field == "name"
+
+
+def test_config_must_be_a_small_object():
+    assert encode_config({"b": 1, "a": [1]}) == '{"a":[1],"b":1}'
+    for bad in ([1], "x", 3):
+        with pytest.raises(InvalidInput):
+            encode_config(bad)
+    with pytest.raises(InvalidInput):
+        encode_config({"k": "x" * 20000})
+
+
+def test_settings_from_environment_types_and_defaults():
+    settings = Settings.from_env({"WORKER_CAPACITY": "7", "HEARTBEAT_INTERVAL": "1.5",
+                                  "TESTING": "yes", "WORKER_ID": "w9", "REDIS_URL": ""})
+    assert settings.WORKER_CAPACITY == 7 and settings.HEARTBEAT_INTERVAL == 1.5
+    assert settings.TESTING is True and settings.worker_queue == "worker.w9"
+    assert settings.REDIS_URL == "redis://localhost:6379/0"
+    assert settings.DATABASE_URL.startswith("sqlite:///") and settings.DATABASE_URL.endswith("zaphub.db")
+    assert queue_for_worker("a") == "worker.a"
+
+
+def test_bad_number_in_environment_fails_loudly():
+    with pytest.raises(ValueError):
+        Settings.from_env({"WORKER_CAPACITY": "many"})
