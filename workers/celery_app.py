@@ -13,7 +13,7 @@ from shared.config import Settings, get_settings
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app with the project's configuration and ``settings``' broker."""
-    celery = Celery("zaphub", include=["workers.tasks"], set_as_current=False)
+    celery = Celery("zaphub", include=["workers.tasks", "workers.lifecycle"], set_as_current=False)
     celery.config_from_object("celeryconfig")
     celery.conf.update(broker_settings(settings))
     return celery

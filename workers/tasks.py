@@ -1,1 +1,104 @@
-"""Celery tasks (placeholder until the worker runtime lands)."""
+"""Celery tasks: short adapters from a job id to the domain code.
+
+Each task has an explicit name (so queued messages survive refactoring), takes only
+primitive ids, and is idempotent: a redelivered job that already finished is a no-op.
+"""
+from __future__ import annotations
+
+import logging
+
+
+from shared.jobs import CeleryPublisher, JobKind
+from shared.services import jobs as job_services
+from shared.config import CONTROL_QUEUE
+from workers import maintenance
+from workers.celery_app import app
+from workers.context import current
+from workers.runner import JobNotVisible, run_session_job
+
+log = logging.getLogger(__name__)
+
+RETRY = {"autoretry_for": (JobNotVisible,), "retry_backoff": 0.2, "retry_backoff_max": 2,
+         "max_retries": 20, "retry_jitter": False}
+
+
+def _publisher() -> CeleryPublisher:
+    return CeleryPublisher(app)
+
+
+@app.task(name="zaphub.session.assign", **RETRY)
+def assign_session(job_id: str) -> None:
+    """Place a new session on the least-loaded live worker and start it there."""
+    run_session_job(current(), _publisher(), job_id)
+
+
+@app.task(name="zaphub.session.start", **RETRY)
+def start_session(job_id: str) -> None:
+    """Open the session's WhatsApp Web (from its stored login state when there is one)."""
+    run_session_job(current(), _publisher(), job_id)
+
+
+@app.task(name="zaphub.session.restart", **RETRY)
+def restart_session(job_id: str) -> None:
+    """Close the browser, clear the session's local files, and start again."""
+    run_session_job(current(), _publisher(), job_id)
+
+
+@app.task(name="zaphub.session.stop", **RETRY)
+def stop_session(job_id: str) -> None:
+    """Close the session's browser; it stays assigned to its worker."""
+    run_session_job(current(), _publisher(), job_id)
+
+
+@app.task(name="zaphub.session.remove", **RETRY)
+def remove_session(job_id: str) -> None:
+    """Close, deactivate, delete local files; purge the row when asked."""
+    run_session_job(current(), _publisher(), job_id)
+
+
+def _run_maintenance(job_id: str, work) -> None:
+    ctx = current()
+    job = job_services.start_job(ctx.uow(), job_id, ctx.worker_id)
+    if job is None:
+        raise JobNotVisible(job_id)
+    if job.status != "running":
+        return
+    try:
+        result = work(ctx, job.params_dict.get("company_id"))
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job_id, job.kind)
+        job_services.fail_job(ctx.uow(), job_id, f"{type(exc).__name__}: {exc}")
+        return
+    job_services.finish_job(ctx.uow(), job_id, result)
+
+
+@app.task(name="zaphub.maintenance.cleanup", **RETRY)
+def cleanup(job_id: str) -> None:
+    """Purge old inactive sessions, fail abandoned jobs, clear stale QR codes."""
+    _run_maintenance(job_id, maintenance.cleanup)
+
+
+@app.task(name="zaphub.maintenance.sync", **RETRY)
+def sync(job_id: str) -> None:
+    """Re-place sessions of dead workers and reconcile memory with the database."""
+    _run_maintenance(job_id, lambda ctx, company_id: maintenance.sync(ctx, _publisher(), company_id))
+
+
+def _scheduled(kind: JobKind) -> str:
+    ctx = current()
+    with ctx.uow() as uow:
+        job = job_services.record_job(uow.db, kind=kind, queue=CONTROL_QUEUE, company_id=None)
+        uow.commit()
+    return job.id
+
+
+@app.task(name="zaphub.beat.cleanup")
+def scheduled_cleanup() -> None:
+    """Beat: a cleanup across every company, recorded as a job."""
+    cleanup.run(_scheduled(JobKind.CLEANUP))
+
+
+@app.task(name="zaphub.beat.sync")
+def scheduled_sync() -> None:
+    """Beat: a sync across every company, recorded as a job."""
+    sync.run(_scheduled(JobKind.SYNC))

@@ -168,7 +168,8 @@ def update_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, na
             kind = JobKind.START if session.is_active else JobKind.STOP
             job = enqueue(uow, publisher, kind=kind,
                           queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                          company_id=company_id, session_id=session.id)
+                          company_id=company_id, session_id=session.id,
+                          params={"epoch": session.epoch})
         else:
             uow.commit()
         log.info("session %s of company %s updated: %s", session.id, company_id, sorted(changes))
@@ -183,7 +184,8 @@ def remove_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, na
         session.is_active = False
         job = enqueue(uow, publisher, kind=JobKind.REMOVE,
                       queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                      company_id=company_id, session_id=session.id, params={"purge": purge})
+                      company_id=company_id, session_id=session.id,
+                      params={"purge": purge, "epoch": session.epoch})
         return SessionJob(session, job)
 
 
@@ -196,7 +198,8 @@ def restart_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str,
             raise Conflict(f"session {name!r} is inactive; set is_active=true to start it")
         job = enqueue(uow, publisher, kind=JobKind.RESTART,
                       queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                      company_id=company_id, session_id=session.id)
+                      company_id=company_id, session_id=session.id,
+                      params={"epoch": session.epoch})
         return SessionJob(session, job)
 
 

@@ -1,23 +1,14 @@
-"""Fixtures and helpers for the browser-runtime e2e tests (real Chromium + simulator)."""
+"""Helpers for the browser-runtime e2e tests (real Chromium + simulator)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests.simulator is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from tests.simulator import SimulatorControl, SimulatorServer  # noqa: E402
-from workers.browser import BrowserRuntime  # noqa: E402
-from workers.whatsapp.sessions import SessionManager  # noqa: E402
+from tests.simulator import SimulatorControl
+from workers.whatsapp.sessions import SessionManager
 
 SECRET = "e2e-login-state-secret"
 CLOCK_SCALE = 10.0  # first ref 6 s, later refs 2 s
@@ -28,10 +19,12 @@ class EventLog:
 
     def __init__(self) -> None:
         self.items: list[tuple[str, str, dict[str, Any]]] = []
+        self.threads: set[str] = set()  # names of the threads that delivered events
         self._cond = threading.Condition()
 
     def __call__(self, sid: str, name: str, payload: dict[str, Any]) -> None:
         with self._cond:
+            self.threads.add(threading.current_thread().name)
             self.items.append((sid, name, payload))
             self._cond.notify_all()
 
@@ -65,52 +58,14 @@ class EventLog:
                 self._cond.wait(left)
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[tuple[SimulatorServer, SimulatorControl]]:
-    server = SimulatorServer(port=0, clock_scale=CLOCK_SCALE).start()
-    control = SimulatorControl(server.url)
-    control.clock(CLOCK_SCALE)
-    try:
-        yield server, control
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[BrowserRuntime]:
-    rt = BrowserRuntime()
-    rt.start()
-    try:
-        yield rt
-    finally:
-        rt.stop(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def events() -> EventLog:
-    return EventLog()
-
-
-@pytest.fixture(scope="module")
-def manager(runtime, simulator, events, tmp_path_factory) -> Iterator[SessionManager]:
-    server, _ = simulator
-    mgr = SessionManager(
-        runtime,
-        tmp_path_factory.mktemp("sessions"),
-        server.url,
-        events,
-        qr_max_rotations=5,
-        crash_restart_limit=3,
-        login_state_secret=SECRET,
-    )
-    try:
-        yield mgr
-    finally:
-        mgr.close_all()
-
-
-def link(manager: SessionManager, control: SimulatorControl, events: EventLog, sid: str,
-         phone: str, push_name: str = "Test User") -> dict[str, Any]:
+def link(
+    manager: SessionManager,
+    control: SimulatorControl,
+    events: EventLog,
+    sid: str,
+    phone: str,
+    push_name: str = "Test User",
+) -> dict[str, Any]:
     """Start ``sid``, scan its QR with ``phone``; returns the ``ready`` payload."""
     mark = events.mark()
     manager.start(sid)

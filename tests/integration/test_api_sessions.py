@@ -144,7 +144,7 @@ def test_jobs_go_to_the_live_owner_queue(client, tenant, settings, redis_client,
         uow.commit()
     removal = client.delete("/session/vendas", headers=tenant.admin).get_json()
     assert removal["job"]["queue"] == CONTROL_QUEUE and removal["job"]["kind"] == "remove"
-    assert removal["job"]["params"] == {"purge": False}
+    assert removal["job"]["params"] == {"purge": False, "epoch": 0}
     assert removal["is_active"] is False
 
 
@@ -159,7 +159,7 @@ def test_delete_with_purge_records_it(client, tenant):
     create(client, tenant)
     response = client.delete("/session/vendas?purge=true", headers=tenant.admin)
     assert response.status_code == 202
-    assert response.get_json()["job"]["params"] == {"purge": True}
+    assert response.get_json()["job"]["params"] == {"purge": True, "epoch": 0}
 
 
 def test_cleanup_preview_and_run(client, tenant, settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import Self
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -34,7 +35,7 @@ class SimulatorServer:
         """Base URL of the page, e.g. ``http://127.0.0.1:PORT/``."""
         return f"http://{self.host}:{self.port}/"
 
-    def start(self) -> "SimulatorServer":
+    def start(self) -> SimulatorServer:
         """Bind (port 0 picks a free port) and serve in a daemon thread."""
         if self._server is not None:
             return self
@@ -59,7 +60,7 @@ class SimulatorServer:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "SimulatorServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

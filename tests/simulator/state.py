@@ -341,8 +341,10 @@ class SimState:
 
     def _auth(self, device_id: str, token: str, page_id: str) -> Device:
         device = self.devices.get(device_id or "")
-        if device is None or not device.linked or not secrets.compare_digest(
-            device.token, token or ""
+        if (
+            device is None
+            or not device.linked
+            or not secrets.compare_digest(device.token, token or "")
         ):
             raise SimError(401, "unlinked")
         device.pages[page_id] = time.monotonic()
@@ -379,7 +381,7 @@ class SimState:
         }
 
     def takeover(self, device_id: str, token: str, page_id: str) -> dict[str, Any]:
-        """"Use here": this page takes the session back."""
+        """ "Use here": this page takes the session back."""
         with self._lock:
             self.check_online()
             d = self._auth(device_id, token, page_id)
@@ -394,7 +396,13 @@ class SimState:
             if d.conflict:
                 raise SimError(409, "conflict")
             msg = Message(
-                next(self._seq), secrets.token_hex(10).upper(), str(to), True, body, None, time.time()
+                next(self._seq),
+                secrets.token_hex(10).upper(),
+                str(to),
+                True,
+                body,
+                None,
+                time.time(),
             )
             d.messages.append(msg)
             return msg.to_json()

@@ -71,7 +71,7 @@ class BrowserRuntime:
     """Owns the asyncio loop thread, Playwright, and every browser context of the worker."""
 
     def __init__(self, executable_path: str | None = None, headless: bool = True) -> None:
-        self._executable_path = executable_path
+        self._executable_path = executable_path or None  # "" (unset setting) = auto
         self._headless = headless
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

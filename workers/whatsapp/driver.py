@@ -102,7 +102,8 @@ class PageDriver:
         if s.offline != self._offline:
             self._offline = s.offline
             log.warning(
-                "session %s: page reports %s", self.session_id,
+                "session %s: page reports %s",
+                self.session_id,
                 "offline (phone/computer not connected)" if s.offline else "back online",
             )
         if s.screen == wa.CONFLICT:

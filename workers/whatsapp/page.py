@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from string import Template
 from typing import Any
 
 # -- screens the driver understands -----------------------------------------------------
@@ -25,7 +26,12 @@ SEL_SYNCING = '[data-testid="intro-syncing"]'
 SEL_QR = "div[data-ref]"
 SEL_QR_CANVAS = "div[data-ref] canvas"
 SEL_QR_RELOAD = "div[data-ref] > span > button"  # "Click to reload QR code"
-SEL_MAIN = ("#pane-side", 'div[aria-label="Chat list"]', '[data-icon="intro-md-beta-logo-dark"]', "#side")
+SEL_MAIN = (
+    "#pane-side",
+    'div[aria-label="Chat list"]',
+    '[data-icon="intro-md-beta-logo-dark"]',
+    "#side",
+)
 SEL_CONFLICT_MODAL = 'div[data-animate-modal-popup="true"]'
 CONFLICT_TEXTS = ("Use here", "open on another computer")
 SEL_OFFLINE = 'span[data-icon="alert-computer"]'
@@ -39,14 +45,14 @@ NAVIGATION_TIMEOUT = 45.0  # first load of web.whatsapp.com can be slow
 IDENTITY_GRACE = 15.0  # after the main screen, how long to wait for the wid in storage
 
 # One evaluate per poll: cheap, atomic view of the page. Never clicks anything.
-PROBE_JS = """
+PROBE_JS = Template("""
 () => {
   const q = (s) => document.querySelector(s);
-  const out = {screen: 'loading', ref: null, offline: !!q(%(offline)s),
+  const out = {screen: 'loading', ref: null, offline: !!q($offline),
                wid: null, pushName: null, storageSig: null};
   try {
-    out.wid = localStorage.getItem(%(ls_wid)s);
-    out.pushName = localStorage.getItem(%(ls_name)s);
+    out.wid = localStorage.getItem($ls_wid);
+    out.pushName = localStorage.getItem($ls_name);
     // Cheap FNV-1a over all of localStorage: lets the manager know when the site last
     // wrote it (Chromium commits localStorage to disk only seconds later).
     let h = 0x811c9dc5;
@@ -57,32 +63,32 @@ PROBE_JS = """
     }
     out.storageSig = localStorage.length + ':' + (h >>> 0);
   } catch (e) { /* storage can be unavailable during navigation */ }
-  const modal = q(%(modal)s);
-  const conflictTexts = %(conflict_texts)s;
+  const modal = q($modal);
+  const conflictTexts = $conflict_texts;
   if (modal && conflictTexts.some((t) => (modal.innerText || '').includes(t))) {
     out.screen = 'conflict';
     return out;
   }
-  if (%(main)s.some((s) => q(s))) { out.screen = 'main'; return out; }
-  const qr = q(%(qr)s);
+  if ($main.some((s) => q(s))) { out.screen = 'main'; return out; }
+  const qr = q($qr);
   if (qr) {
-    if (q(%(reload)s)) { out.screen = 'qr_idle'; return out; }
+    if (q($reload)) { out.screen = 'qr_idle'; return out; }
     const ref = qr.getAttribute('data-ref');
-    if (ref && q(%(canvas)s)) { out.screen = 'qr'; out.ref = ref; return out; }
+    if (ref && q($canvas)) { out.screen = 'qr'; out.ref = ref; return out; }
   }
   return out;
 }
-""" % {
-    "offline": json.dumps(SEL_OFFLINE),
-    "ls_wid": json.dumps(LS_WID),
-    "ls_name": json.dumps(LS_PUSH_NAME),
-    "modal": json.dumps(SEL_CONFLICT_MODAL),
-    "conflict_texts": json.dumps(list(CONFLICT_TEXTS)),
-    "main": json.dumps(list(SEL_MAIN)),
-    "qr": json.dumps(SEL_QR),
-    "reload": json.dumps(SEL_QR_RELOAD),
-    "canvas": json.dumps(SEL_QR_CANVAS),
-}
+""").substitute(
+    offline=json.dumps(SEL_OFFLINE),
+    ls_wid=json.dumps(LS_WID),
+    ls_name=json.dumps(LS_PUSH_NAME),
+    modal=json.dumps(SEL_CONFLICT_MODAL),
+    conflict_texts=json.dumps(list(CONFLICT_TEXTS)),
+    main=json.dumps(list(SEL_MAIN)),
+    qr=json.dumps(SEL_QR),
+    reload=json.dumps(SEL_QR_RELOAD),
+    canvas=json.dumps(SEL_QR_CANVAS),
+)
 
 
 @dataclass(frozen=True)

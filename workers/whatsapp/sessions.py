@@ -51,7 +51,7 @@ CLOSE_TIMEOUT = 15.0
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
-__all__ = ["SessionManager", "LoginStateError", "SESSION_ID_RE"]
+__all__ = ["SESSION_ID_RE", "LoginStateError", "SessionManager"]
 
 
 @dataclass
@@ -91,15 +91,15 @@ class SessionManager:
         login_state_secret: str | None = None,
     ) -> None:
         self.runtime = runtime
-        self.sessions_dir = Path(sessions_dir)
+        # Absolute + normalized, like the --user-data-dir Chromium sees (browser_pid).
+        self.sessions_dir = Path(os.path.abspath(sessions_dir))
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
         self.wa_url = wa_url
         self.on_event = on_event
         self.qr_max_rotations = qr_max_rotations
         self.crash_restart_limit = crash_restart_limit
-        self._secret = login_state_secret or os.environ.get("LOGIN_STATE_SECRET") or os.environ.get(
-            "SECRET_KEY"
-        )
+        # Pass settings.SECRET_KEY; the env fallback only serves ad-hoc use.
+        self._secret = login_state_secret or os.environ.get("SECRET_KEY")
         self._sessions: dict[str, _Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._status_lock = threading.Lock()  # status() reads from task threads
@@ -121,7 +121,9 @@ class SessionManager:
         self._check_id(session_id)
         self.runtime.submit(self._stop(session_id, reason), timeout)
 
-    def restart(self, session_id: str, login_state: bytes | None = None, timeout: float = 120) -> None:
+    def restart(
+        self, session_id: str, login_state: bytes | None = None, timeout: float = 120
+    ) -> None:
         """Close, delete the local profile folder, start again (from ``login_state``).
 
         Concurrent restarts of one session coalesce: a caller whose request was
@@ -264,18 +266,16 @@ class SessionManager:
         self._emit(s, "connecting", {})
         try:
             await self._launch(s)
-        except Exception as exc:
+        except BaseException as exc:  # also a cancelled (timed out) start
             s.wanted = False
-            with self._status_lock:
-                s.last_error = f"start failed: {type(exc).__name__}"
             log.warning("session %s: start failed: %s", s.session_id, type(exc).__name__)
-            self._emit(s, "disconnected", {"reason": "start failed"})
+            self._emit(s, "auth_failure", {"reason": f"start failed: {type(exc).__name__}"})
             raise
 
     async def _restore(self, s: _Session, blob: bytes) -> None:
         """Unpack into a temp folder first so a bad archive never destroys the profile."""
         if self._secret is None:
-            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+            raise LoginStateError("no login state secret configured (SECRET_KEY)")
         tmp = self.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
         try:
             await asyncio.to_thread(login_state.unpack, blob, tmp, self._secret)
@@ -300,13 +300,15 @@ class SessionManager:
                 await extra.close()
             s.page = page
             page.on("crash", lambda p: self._on_page_crash(s, ctx))
-            await page.goto(self.wa_url, wait_until="domcontentloaded",
-                            timeout=wa.NAVIGATION_TIMEOUT * 1000)
-        except Exception:
+            await page.goto(
+                self.wa_url, wait_until="domcontentloaded", timeout=wa.NAVIGATION_TIMEOUT * 1000
+            )
+        except BaseException:
             await self._close_context(s)
             raise
-        driver = PageDriver(s.session_id, page, lambda n, p: self._emit(s, n, p),
-                            self.qr_max_rotations)
+        driver = PageDriver(
+            s.session_id, page, lambda n, p: self._emit(s, n, p), self.qr_max_rotations
+        )
         s.driver = driver
         s.watcher = asyncio.create_task(self._watch(s, ctx, driver), name=f"watch-{s.session_id}")
 
@@ -330,8 +332,7 @@ class SessionManager:
     async def _close_context(self, s: _Session) -> None:
         """Close the live context on purpose (no crash recovery). Lock held."""
         ctx, watcher = s.context, s.watcher
-        with self._status_lock:
-            s.context, s.page, s.watcher, s.driver = None, None, None, None
+        s.watcher, s.driver = None, None
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
         if ctx is None:
@@ -342,11 +343,13 @@ class SessionManager:
         except Exception:
             log.warning("session %s: context did not close cleanly", s.session_id, exc_info=True)
         # Chromium may still be flushing the profile; wait for the process to exit so a
-        # following rmtree/restart does not race with it.
+        # following rmtree/restart does not race with it. Only then is it "not live".
         for _ in range(50):
             if self.browser_pid(s.session_id) is None:
                 break
             await asyncio.sleep(0.1)
+        with self._status_lock:
+            s.context, s.page = None, None
 
     def _on_page_crash(self, s: _Session, ctx: BrowserContext) -> None:
         log.warning("session %s: page crashed", s.session_id)
@@ -366,7 +369,7 @@ class SessionManager:
             s.context, s.page, s.watcher, s.driver = None, None, None, None
         if watcher is not None:
             watcher.cancel()
-        if not s.wanted:
+        if not s.wanted or self.runtime.stopping:
             return
         if self.crash_restart_limit <= 0:
             s.wanted = False
@@ -380,8 +383,9 @@ class SessionManager:
                 s.failures += 1
                 if s.failures > self.crash_restart_limit:
                     s.wanted = False
-                    log.error("session %s: giving up after %d failed starts",
-                              s.session_id, s.failures - 1)
+                    log.error(
+                        "session %s: giving up after %d failed starts", s.session_id, s.failures - 1
+                    )
                     self._emit(s, "auth_failure", {"reason": "repeated start failures"})
                     return
                 # Let the dead Chromium release the profile's singleton lock first.
@@ -391,9 +395,8 @@ class SessionManager:
                     await self._launch(s)
                     log.info("session %s: relaunched after a crash", s.session_id)
                     return
-                except Exception as exc:
-                    log.warning("session %s: relaunch failed: %s", s.session_id,
-                                type(exc).__name__)
+                except Exception as exc:  # noqa: BLE001 - any launch failure counts
+                    log.warning("session %s: relaunch failed: %s", s.session_id, type(exc).__name__)
                     with self._status_lock:
                         s.last_error = f"relaunch failed: {type(exc).__name__}"
 
@@ -413,8 +416,10 @@ class SessionManager:
         s = self._get(sid)
         ticket = s.restarts_begun
         async with self._lock(sid):
-            if s.restarts_begun > ticket and s.context is not None and (
-                blob is None or blob == s.last_restart_state
+            if (
+                s.restarts_begun > ticket
+                and s.context is not None
+                and (blob is None or blob == s.last_restart_state)
             ):
                 log.info("session %s: restart coalesced with a newer one", sid)
                 return
@@ -430,7 +435,7 @@ class SessionManager:
 
     def _validate(self, blob: bytes) -> None:
         if self._secret is None:
-            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+            raise LoginStateError("no login state secret configured (SECRET_KEY)")
         login_state.verify(blob, self._secret)
 
     async def _remove_local(self, sid: str) -> None:
@@ -444,10 +449,12 @@ class SessionManager:
 
     async def _snapshot(self, sid: str) -> bytes:
         if self._secret is None:
-            raise LoginStateError("no login state secret configured (LOGIN_STATE_SECRET)")
+            raise LoginStateError("no login state secret configured (SECRET_KEY)")
         # A live profile's latest localStorage writes reach the disk only after
-        # Chromium's commit delay: wait until the page's storage has been quiet that long.
-        while True:
+        # Chromium's commit delay: wait until the page's storage has been quiet that long
+        # (bounded, so a page that writes constantly still gets a best-effort snapshot).
+        give_up = time.monotonic() + 4 * LOCAL_STORAGE_COMMIT_DELAY
+        while time.monotonic() < give_up:
             s = self._sessions.get(sid)
             driver = s.driver if s is not None else None
             if driver is None:
@@ -457,9 +464,7 @@ class SessionManager:
                 break
             await asyncio.sleep(min(LOCAL_STORAGE_COMMIT_DELAY - quiet + 0.05, 1.0))
         async with self._lock(sid):
-            return await asyncio.to_thread(
-                login_state.pack, self.sessions_dir / sid, self._secret
-            )
+            return await asyncio.to_thread(login_state.pack, self.sessions_dir / sid, self._secret)
 
     async def _close_all(self) -> None:
         for sid in list(self._sessions):

@@ -44,11 +44,13 @@
     landing: "background:#fff;padding:48px;display:flex;gap:48px;align-items:flex-start;box-shadow:0 1px 3px rgba(0,0,0,.2)",
     title: "font-size:28px;font-weight:300;margin:0 0 24px",
     qr: "width:264px;height:264px;display:flex;align-items:center;justify-content:center",
+    reloadWrap: "display:flex;align-items:center;justify-content:center",
     reload: "width:176px;height:176px;border-radius:50%;border:0;background:#00a884;color:#fff;cursor:pointer;display:flex;flex-direction:column;align-items:center;justify-content:center;font-size:14px",
     shell: "position:fixed;inset:0;display:flex;font:14px Segoe UI,Helvetica,Arial,sans-serif;color:#111b21",
     side: "width:30%;min-width:300px;border-right:1px solid #d1d7db;display:flex;flex-direction:column",
     header: "height:59px;background:#f0f2f5;display:flex;align-items:center;padding:0 16px",
     pane: "flex:1;overflow-y:auto;background:#fff;min-height:100px",
+    grid: "min-height:100%",
     banner: "background:#ffd279;padding:12px 16px;display:flex;gap:12px;align-items:center",
     row: "padding:12px 16px;border-bottom:1px solid #e9edef;cursor:pointer;display:flex;flex-direction:column",
     rowActive: "padding:12px 16px;border-bottom:1px solid #e9edef;cursor:pointer;display:flex;flex-direction:column;background:#f0f2f5",
@@ -368,7 +370,7 @@
       button.disabled = true;
       pairingLoop(my, qrBox);
     }, { once: true });
-    qrBox.replaceChildren(h("div", { "data-ref": ref }, h("span", {}, button)));
+    qrBox.replaceChildren(h("div", { "data-ref": ref }, h("span", { style: "reloadWrap" }, button)));
   }
 
   async function onScanned(device) {
@@ -391,7 +393,7 @@
     let modal = null;
 
     const bannerSlot = h("div", {});
-    const grid = h("div", { "aria-label": "Chat list", role: "grid", "aria-rowcount": 0 });
+    const grid = h("div", { "aria-label": "Chat list", role: "grid", "aria-rowcount": 0, style: "grid" });
     const right = h("div", { style: "right" });
     const shell = h("div", { style: "shell" },
       h("div", { id: "side", style: "side" },
@@ -404,7 +406,7 @@
     function showIntro() {
       right.replaceChildren(
         h("div", { style: "intro", "data-testid": "intro-md-beta-logo-dark" },
-          h("span", { "data-icon": "intro-md-beta-logo-dark" }),
+          h("span", { "data-icon": "intro-md-beta-logo-dark" }, "💬"),
           h("h1", {}, "WhatsApp Web"),
           h("div", {}, "Send and receive messages without keeping your phone online."))
       );
@@ -515,7 +517,7 @@
       if (on && !bannerSlot.firstChild) {
         bannerSlot.replaceChildren(
           h("div", { style: "banner", role: "button" },
-            h("span", { "data-icon": "alert-computer" }),
+            h("span", { "data-icon": "alert-computer" }, "⚠"),
             h("div", {},
               h("div", {}, "Computer not connected"),
               h("div", {}, "Make sure your computer has an active Internet connection.")))

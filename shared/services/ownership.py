@@ -1,0 +1,145 @@
+"""Who runs a session: placement, forwarding and fencing of session jobs.
+
+A session row names its owner (``worker_id``) and an ``epoch``; every change of owner
+bumps the epoch. A job carries the epoch it was issued for, and a worker acts on a
+session only while it is the owner *and* the epochs match, so a stale or duplicated
+job can never overwrite newer state.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from shared.config import CONTROL_QUEUE, queue_for_worker
+from shared.jobs import JobKind, JobPublisher, JobStatus
+from shared.models import Job, WhatsappSession, Worker
+from shared.services.workers import choose_worker, is_alive, live_workers
+from shared.statuses import SessionStatus
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(str, enum.Enum):
+    RUN = "run"  # this worker owns the session at the job's epoch: act
+    FORWARDED = "forwarded"  # sent on to the owner's queue
+    STALE = "stale"  # the job was issued for an older epoch: change nothing
+    GONE = "gone"  # the session no longer exists
+    NO_WORKER = "no_worker"  # nobody live with free capacity can take it
+
+
+@dataclass
+class Routing:
+    """What a worker should do with a session job it received."""
+
+    verdict: Verdict
+    epoch: int = 0
+    owner: str | None = None
+    reason: str = ""
+
+
+def job_epoch(job: Job) -> int | None:
+    """The session epoch a job was issued for (``None`` before placement)."""
+    return job.params_dict.get("epoch")
+
+
+def route_job(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) -> Routing:
+    """Decide whether worker ``me`` runs job ``job_id``, forwarding it when it should not.
+
+    Placement happens here too: a job for a session without a live owner makes the
+    least-loaded live worker its owner (epoch + 1) and goes to that worker's queue.
+    """
+    lease = uow.settings.WORKER_LEASE
+    with uow:
+        job = uow.db.get(Job, job_id)
+        session = uow.db.get(WhatsappSession, job.session_id, with_for_update=True) if job else None
+        if job is None or session is None:
+            return Routing(Verdict.GONE, reason="session no longer exists")
+        issued = job_epoch(job)
+        if issued is not None and issued < session.epoch:
+            return Routing(Verdict.STALE, session.epoch, session.worker_id,
+                           f"stale job: issued for epoch {issued}, session is at epoch {session.epoch}")
+        owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
+        if not is_alive(owner, lease):
+            owner = choose_worker(uow.db, lease)
+            if owner is None:
+                return Routing(Verdict.NO_WORKER, session.epoch, None,
+                               "no live worker with free capacity")
+            previous = session.worker_id
+            session.worker_id, session.epoch = owner.id, session.epoch + 1
+            log.info("session %s of company %s placed on worker %s (epoch %d, was %s)",
+                     session.id, session.company_id, owner.id, session.epoch, previous or "none")
+        job.params = json.dumps({**job.params_dict, "epoch": session.epoch})
+        if owner.id == me:
+            uow.commit()
+            return Routing(Verdict.RUN, session.epoch, me)
+        queue = queue_for_worker(owner.id)
+        job.queue, job.status, job.worker_id = queue, JobStatus.QUEUED.value, None
+        uow.db.flush()
+        publisher.publish(JobKind(job.kind), job.id, queue)
+        uow.commit()
+        log.info("job %s for session %s forwarded to %s", job.id, session.id, queue)
+        return Routing(Verdict.FORWARDED, session.epoch, owner.id)
+
+
+def owns(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int) -> bool:
+    """Whether ``worker_id`` still owns ``session_id`` at ``epoch``."""
+    with uow:
+        row = uow.db.execute(select(WhatsappSession.worker_id, WhatsappSession.epoch)
+                             .where(WhatsappSession.id == session_id)).first()
+    return row is not None and tuple(row) == (worker_id, epoch)
+
+
+def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]]:
+    """Active sessions owned by ``worker_id`` that should have a live browser.
+
+    Those with a stored login state or caught mid-start come back; those that ended
+    (logout, QR timeout, error) wait for an explicit start or restart.
+    """
+    with uow:
+        rows = uow.db.execute(select(WhatsappSession.id, WhatsappSession.epoch).where(
+            WhatsappSession.worker_id == worker_id,
+            WhatsappSession.is_active.is_(True),
+            (WhatsappSession.auth_state_updated_at.is_not(None))
+            | WhatsappSession.status.in_([SessionStatus.CONNECTING.value, SessionStatus.QRCODE.value,
+                                          SessionStatus.CONNECTED.value]),
+        ))
+        return [(session_id, epoch) for session_id, epoch in rows]
+
+
+def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappSession]:
+    """Active sessions that should be live but whose owner is missing or dead."""
+    with uow:
+        alive = {w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)}
+        query = select(WhatsappSession).where(WhatsappSession.is_active.is_(True))
+        if company_id is not None:
+            query = query.where(WhatsappSession.company_id == company_id)
+        return [s for s in uow.db.scalars(query)
+                if s.worker_id not in alive
+                and (s.has_auth_state or s.status != SessionStatus.DISCONNECTED.value
+                     or s.worker_id is None)]
+
+
+def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher,
+                     sessions: list[WhatsappSession]) -> list[str]:
+    """Enqueue a start job on ``control`` for each session (placed when it runs)."""
+    from shared.services.jobs import enqueue
+
+    job_ids = []
+    for session in sessions:
+        with uow:
+            job = enqueue(uow, publisher, kind=JobKind.START, queue=CONTROL_QUEUE,
+                          company_id=session.company_id, session_id=session.id)
+            job_ids.append(job.id)
+    return job_ids
+
+
+def fence(session_id: str, worker_id: str, epoch: int):
+    """An UPDATE on ``session_id`` that matches only while ``worker_id`` owns it at ``epoch``."""
+    return update(WhatsappSession).where(WhatsappSession.id == session_id,
+                                         WhatsappSession.worker_id == worker_id,
+                                         WhatsappSession.epoch == epoch)

@@ -1,0 +1,122 @@
+"""What WhatsApp Web events write to the database, fenced by owner and epoch.
+
+Each write is one conditional UPDATE that matches only while the writing worker still
+owns the session at the epoch it started it with; a worker that lost the session
+(reassigned while it was partitioned, a duplicated job) changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from shared.models import WhatsappSession, utcnow
+from shared.services.ownership import fence
+from shared.statuses import MemoryStatus, SessionStatus, to_database
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Reasons of a ``disconnected`` event that are not failures worth reporting.
+QUIET_REASONS = frozenset({"stopped", "removed", "shutdown"})
+# Reasons after which the stored login state is useless (the phone unlinked it).
+LOGIN_DROPPING_REASONS = frozenset({"logout"})
+
+
+def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The column changes an event implies (``None`` for events that write nothing)."""
+    if event == "connecting":
+        return {"status": SessionStatus.CONNECTING.value}
+    if event == "qr":
+        return {"status": SessionStatus.QRCODE.value, "qr_code": payload["qr"]}
+    if event == "authenticated":
+        return {"status": SessionStatus.CONNECTED.value, "qr_code": None, "last_error": None}
+    if event == "ready":
+        return {"status": SessionStatus.CONNECTED.value, "qr_code": None, "last_error": None,
+                "phone_number": payload.get("phone_number"), "push_name": payload.get("push_name"),
+                "last_seen": utcnow()}
+    if event == "auth_failure":
+        return {"status": SessionStatus.ERROR.value, "qr_code": None,
+                "last_error": payload.get("reason") or "authentication failed"}
+    if event == "disconnected":
+        reason = payload.get("reason") or "disconnected"
+        changes: dict[str, Any] = {"status": SessionStatus.DISCONNECTED.value, "qr_code": None}
+        if reason not in QUIET_REASONS:
+            changes["last_error"] = reason
+        if reason in LOGIN_DROPPING_REASONS:
+            changes["auth_state"] = None
+            changes["auth_state_updated_at"] = None
+        return changes
+    return None
+
+
+def apply_event(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, event: str,
+                payload: dict[str, Any]) -> bool:
+    """Write what ``event`` means for the session; ``False`` if fenced out or no-op."""
+    changes = event_changes(event, payload)
+    if changes is None:
+        return False
+    with uow:
+        result = uow.db.execute(fence(session_id, worker_id, epoch).values(**changes))
+        uow.commit()
+    applied = result.rowcount == 1
+    if applied:
+        log.info("session %s: %s -> %s%s", session_id, event, changes["status"],
+                 f" ({changes['last_error']})" if changes.get("last_error") else "")
+    else:
+        log.warning("session %s: %s from worker %s epoch %d fenced out", session_id, event,
+                    worker_id, epoch)
+    return applied
+
+
+def set_memory_status(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int,
+                      status: MemoryStatus | str, error: str | None = None) -> bool:
+    """Write a worker-memory status (through the one mapping), fenced."""
+    changes: dict[str, Any] = {"status": to_database(status).value}
+    if error is not None:
+        changes["last_error"] = error
+    if changes["status"] != SessionStatus.QRCODE.value:
+        changes["qr_code"] = None
+    with uow:
+        result = uow.db.execute(fence(session_id, worker_id, epoch).values(**changes))
+        uow.commit()
+    return result.rowcount == 1
+
+
+def save_login_state(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int,
+                     archive: bytes) -> bool:
+    """Store the session's login-state archive (already encrypted), fenced."""
+    with uow:
+        result = uow.db.execute(fence(session_id, worker_id, epoch).values(
+            auth_state=archive, auth_state_updated_at=utcnow()))
+        uow.commit()
+    if result.rowcount == 1:
+        log.info("session %s: login state saved (%d bytes)", session_id, len(archive))
+    return result.rowcount == 1
+
+
+def load_login_state(uow: UnitOfWork, session_id: str) -> bytes | None:
+    """The stored login-state archive of a session, if any."""
+    with uow:
+        return uow.db.scalar(select(WhatsappSession.auth_state).where(WhatsappSession.id == session_id))
+
+
+def deactivate(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, purge: bool) -> bool:
+    """After a remove: mark the row inactive and stopped, or delete it when purging."""
+    with uow:
+        if purge:
+            result = uow.db.execute(delete(WhatsappSession).where(
+                WhatsappSession.id == session_id, WhatsappSession.worker_id == worker_id,
+                WhatsappSession.epoch == epoch))
+        else:
+            result = uow.db.execute(fence(session_id, worker_id, epoch).values(
+                is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None))
+        uow.commit()
+    return result.rowcount == 1
+
+
+def session_snapshot(uow: UnitOfWork, session_id: str) -> WhatsappSession | None:
+    """The session row (without its login-state blob)."""
+    with uow:
+        return uow.db.get(WhatsappSession, session_id)

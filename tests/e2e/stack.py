@@ -1,0 +1,134 @@
+"""The real stack for end-to-end tests: Celery worker processes, the simulator, the API.
+
+Workers are started as ``python -m workers`` subprocesses against the run's PostgreSQL
+database and Redis key prefix; they drive the system Chromium against the simulator.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from shared.config import Settings
+from shared.models import Worker
+from shared.services.workers import is_alive
+from shared.uow import UnitOfWork
+
+T = TypeVar("T")
+
+# Fast clocks so the tests need not wait for real heartbeats and leases.
+WORKER_ENV = {
+    "HEARTBEAT_INTERVAL": "0.5",
+    "WORKER_LEASE": "4",
+    "SYNC_INTERVAL": "2",
+    "LOGIN_STATE_SAVE_INTERVAL": "60",
+    "QR_MAX_ROTATIONS": "3",
+    "BROWSER_TIMEOUT": "40",
+}
+
+
+def wait_until(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.2,
+               message: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+def browser_pids(profile_root: Path) -> dict[int, str]:
+    """Chromium browser processes (not renderers) running a profile under ``profile_root``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        dirs = [a.split("=", 1)[1] for a in args if a.startswith("--user-data-dir=")]
+        if dirs and dirs[0].startswith(str(profile_root)) and not any(a.startswith("--type=") for a in args):
+            found[int(entry)] = dirs[0]
+    return found
+
+
+class WorkerProcess:
+    """One real ZapHub Celery worker (``python -m workers``)."""
+
+    def __init__(self, worker_id: str, settings: Settings, wa_url: str, root: Path,
+                 capacity: int = 20) -> None:
+        self.worker_id = worker_id
+        self.settings = settings
+        self.sessions_dir = root / f"sessions-{worker_id}"
+        self.log_path = root / f"worker-{worker_id}.log"
+        self.env = {
+            **os.environ,
+            **WORKER_ENV,
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "WORKER_ID": worker_id,
+            "WORKER_CAPACITY": str(capacity),
+            "SESSIONS_DIR": str(self.sessions_dir),
+            "WA_WEB_URL": wa_url,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "WorkerProcess":
+        """Start the worker and wait until it heartbeats."""
+        started_at = time.time()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "workers", "--loglevel=INFO"],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+
+        def registered() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker {self.worker_id} exited:\n{self.log_tail()}")
+            with UnitOfWork(self.settings) as uow:
+                worker = uow.db.get(Worker, self.worker_id)
+                return bool(worker and worker.started_at.timestamp() >= started_at - 1
+                            and is_alive(worker, 4))
+
+        wait_until(registered, timeout, message=f"worker {self.worker_id} to register")
+        return self
+
+    def terminate(self, timeout: float = 60) -> None:
+        """Graceful stop (SIGTERM): login states saved, browsers closed."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """Sudden death (SIGKILL of the worker and its browsers): nothing is saved."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        for pid in browser_pids(self.sessions_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def browsers(self) -> dict[int, str]:
+        """This worker's live Chromium browser processes (pid → profile folder)."""
+        return browser_pids(self.sessions_dir)
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the worker's log, for failure messages."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,91 @@
+"""Worker-side housekeeping: reconcile memory with the database, sync, cleanup.
+
+``reconcile`` runs in every worker on a timer (and once at start, to restore the
+sessions it owns); ``sync`` and ``cleanup`` run as jobs on the ``control`` queue.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from shared.jobs import JobPublisher
+from shared.services import maintenance as maintenance_services
+from shared.services import session_events
+from shared.services.ownership import orphaned_sessions, owns, queue_start_jobs, sessions_to_restore
+from shared.statuses import to_database
+from workers.context import WorkerContext
+from workers.whatsapp.sessions import SESSION_ID_RE
+
+log = logging.getLogger(__name__)
+
+
+def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
+    """Bring this worker's memory and the database in step.
+
+    Sessions this worker no longer owns are closed; sessions it owns that should be
+    live are started from their stored login state; memory statuses are written back.
+    """
+    manager = ctx.manager
+    closed = restored = corrected = 0
+    for session_id, epoch in ctx.tracked().items():
+        row = session_events.session_snapshot(ctx.uow(), session_id)
+        if row is None or not owns(ctx.uow(), session_id, ctx.worker_id, epoch) or not row.is_active:
+            ctx.forget(session_id)
+            manager.stop(session_id, reason="moved")
+            closed += 1
+            continue
+        state = manager.status(session_id)
+        if state and state["live"] and to_database(state["status"]).value != row.status:
+            corrected += session_events.set_memory_status(
+                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], state.get("last_error"))
+    if restore:
+        live = set(manager.live_ids())
+        for session_id, epoch in sessions_to_restore(ctx.uow(), ctx.worker_id):
+            if session_id in live:
+                continue
+            ctx.adopt(session_id, epoch)
+            try:
+                manager.start(session_id, session_events.load_login_state(ctx.uow(), session_id),
+                              timeout=ctx.settings.BROWSER_TIMEOUT)
+                restored += 1
+            except Exception as exc:
+                reason = f"restore failed: {exc}"
+                log.warning("session %s: %s", session_id, reason)
+                session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch,
+                                                 "error", error=reason)
+    if closed or restored or corrected:
+        log.info("worker %s reconciled: %d closed, %d restored, %d statuses corrected",
+                 ctx.worker_id, closed, restored, corrected)
+    return {"closed": closed, "restored": restored, "corrected": corrected}
+
+
+def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) -> dict[str, Any]:
+    """Re-place sessions whose owner is dead or missing (they restore from the database)."""
+    orphans = orphaned_sessions(ctx.uow(), company_id)
+    job_ids = queue_start_jobs(ctx.uow(), publisher, orphans)
+    local = reconcile(ctx, restore=False)
+    return {"orphans_requeued": len(job_ids), "orphan_sessions": sorted(s.name for s in orphans),
+            "start_jobs": job_ids, **{f"local_{k}": v for k, v in local.items()}}
+
+
+def cleanup(ctx: WorkerContext, company_id: str | None) -> dict[str, Any]:
+    """Apply the cleanup plan, and remove local profile folders nobody here runs."""
+    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
+    metrics["profile_folders_removed"] = remove_stray_profiles(ctx) if company_id is None else 0
+    return metrics
+
+
+def remove_stray_profiles(ctx: WorkerContext) -> int:
+    """Delete profile folders of sessions this worker neither runs nor owns."""
+    root = Path(ctx.settings.SESSIONS_DIR)
+    if not root.is_dir():
+        return 0
+    keep = set(ctx.tracked()) | set(ctx.manager.live_ids())
+    removed = 0
+    for folder in root.iterdir():
+        if folder.is_dir() and SESSION_ID_RE.match(folder.name) and folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed

@@ -1,0 +1,99 @@
+"""Running session jobs on the worker that owns the session.
+
+A task hands a job id here. The job is marked running, routed (run here, forward to
+the owner, or refuse as stale), carried out against the live-session manager, and
+closed as succeeded or failed with a readable result.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.jobs import JobKind, JobPublisher
+from shared.login_state import LoginStateError
+from shared.services import jobs as job_services
+from shared.services import session_events
+from shared.services.ownership import Routing, Verdict, route_job
+from shared.statuses import MemoryStatus
+from workers.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+class JobNotVisible(Exception):
+    """The job row is not committed yet (the API publishes just before committing)."""
+
+
+def run_session_job(ctx: WorkerContext, publisher: JobPublisher, job_id: str) -> dict[str, Any] | None:
+    """Carry out one session job; returns its result (``None`` when forwarded)."""
+    job = job_services.start_job(ctx.uow(), job_id, ctx.worker_id)
+    if job is None:
+        raise JobNotVisible(job_id)
+    if job.status in ("succeeded", "failed"):
+        log.info("job %s already %s; duplicate delivery ignored", job_id, job.status)
+        return job.result_dict
+    routing = route_job(ctx.uow(), publisher, job_id, ctx.worker_id)
+    if routing.verdict is Verdict.FORWARDED:
+        return None
+    if routing.verdict is not Verdict.RUN:
+        job_services.fail_job(ctx.uow(), job_id, routing.reason)
+        return None
+    try:
+        result = _act(ctx, JobKind(job.kind), job.session_id, routing, job.params_dict)
+    except Exception as exc:
+        log.exception("job %s (%s) of session %s failed", job_id, job.kind, job.session_id)
+        job_services.fail_job(ctx.uow(), job_id, _readable(exc))
+        return None
+    job_services.finish_job(ctx.uow(), job_id, result)
+    return result
+
+
+def _act(ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing,
+         params: dict[str, Any]) -> dict[str, Any]:
+    manager = ctx.manager
+    epoch = routing.epoch
+    timeout = ctx.settings.BROWSER_TIMEOUT
+    session = session_events.session_snapshot(ctx.uow(), session_id)
+    if kind in (JobKind.CREATE, JobKind.START, JobKind.RESTART):
+        if not session.is_active:
+            return _result(ctx, session_id, epoch, note="session is inactive; not started")
+        previous = ctx.epoch_of(session_id)
+        ctx.adopt(session_id, epoch)
+        login = session_events.load_login_state(ctx.uow(), session_id)
+        try:
+            if kind is JobKind.RESTART or (previous is not None and previous != epoch):
+                manager.restart(session_id, login_state=login, timeout=timeout * 2)
+            else:
+                manager.start(session_id, login_state=login, timeout=timeout)
+        except LoginStateError as exc:
+            reason = f"stored login state is unusable: {exc}"
+            session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch,
+                                             MemoryStatus.ERROR, error=reason)
+            raise
+    elif kind in (JobKind.STOP, JobKind.REMOVE):
+        ctx.adopt(session_id, epoch)
+        manager.stop(session_id, reason="removed" if kind is JobKind.REMOVE else "stopped",
+                     timeout=timeout)
+        manager.flush_events()
+        if kind is JobKind.REMOVE:
+            manager.remove_local(session_id, timeout=timeout)
+            session_events.deactivate(ctx.uow(), session_id, ctx.worker_id, epoch,
+                                      purge=bool(params.get("purge")))
+            ctx.forget(session_id)
+            return {"worker_id": ctx.worker_id, "epoch": epoch, "status": "disconnected",
+                    "purged": bool(params.get("purge"))}
+    return _result(ctx, session_id, epoch)
+
+
+def _result(ctx: WorkerContext, session_id: str, epoch: int, note: str | None = None) -> dict[str, Any]:
+    state = ctx.manager.status(session_id) or {}
+    result = {"worker_id": ctx.worker_id, "epoch": epoch,
+              "status": state.get("status", MemoryStatus.DISCONNECTED.value)}
+    if note:
+        result["note"] = note
+    return result
+
+
+def _readable(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, LoginStateError) else text
