@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared.config import get_settings
 from shared.services import workers as worker_services
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 _heartbeat: Heartbeat | None = None
 
 
-@worker_ready.connect
-def on_worker_ready(**_kwargs) -> None:
-    """Register, start the browser runtime and heartbeat, restore owned sessions."""
+@worker_init.connect
+def on_worker_init(**_kwargs) -> None:
+    """Before any task is consumed: start the browser runtime, register, heartbeat."""
     global _heartbeat
     settings = get_settings()
     ctx = WorkerContext(settings)
@@ -34,9 +34,15 @@ def on_worker_ready(**_kwargs) -> None:
                                     pid=os.getpid(), capacity=settings.WORKER_CAPACITY)
     _heartbeat = Heartbeat(ctx)
     _heartbeat.start()
+
+
+@worker_ready.connect
+def on_worker_ready(**_kwargs) -> None:
+    """Bring back the active sessions this worker owns (load existing sessions)."""
+    ctx = current()
     restored = reconcile(ctx)
     log.info("worker %s ready on %s (%d sessions restored)", ctx.worker_id,
-             settings.worker_queue, restored["restored"])
+             ctx.settings.worker_queue, restored["restored"])
 
 
 @worker_shutdown.connect

@@ -66,6 +66,9 @@ def _act(ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing,
             else:
                 manager.start(session_id, login_state=login, timeout=timeout)
         except LoginStateError as exc:
+            # Keep nothing half-restored running: close it, then report the reason.
+            manager.stop(session_id, reason="restore failed", timeout=timeout)
+            manager.flush_events()
             reason = f"stored login state is unusable: {exc}"
             session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch,
                                              MemoryStatus.ERROR, error=reason)

@@ -94,19 +94,24 @@ def owns(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int) -> bool:
     return row is not None and tuple(row) == (worker_id, epoch)
 
 
-def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]]:
-    """Active sessions owned by ``worker_id`` that should have a live browser.
+def _should_be_live():
+    # Mid-start or connected; or stopped quietly (worker shutdown) with a login to restore.
+    # Sessions that ended with a reason (logout, conflict, QR timeout, error) stay down
+    # until someone starts them: restoring a conflict would steal the phone back.
+    return WhatsappSession.status.in_(
+        [SessionStatus.CONNECTING.value, SessionStatus.QRCODE.value, SessionStatus.CONNECTED.value]
+    ) | ((WhatsappSession.status == SessionStatus.DISCONNECTED.value)
+         & WhatsappSession.auth_state_updated_at.is_not(None)
+         & WhatsappSession.last_error.is_(None))
 
-    Those with a stored login state or caught mid-start come back; those that ended
-    (logout, QR timeout, error) wait for an explicit start or restart.
-    """
+
+def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]]:
+    """Active sessions owned by ``worker_id`` that should have a live browser."""
     with uow:
         rows = uow.db.execute(select(WhatsappSession.id, WhatsappSession.epoch).where(
             WhatsappSession.worker_id == worker_id,
             WhatsappSession.is_active.is_(True),
-            (WhatsappSession.auth_state_updated_at.is_not(None))
-            | WhatsappSession.status.in_([SessionStatus.CONNECTING.value, SessionStatus.QRCODE.value,
-                                          SessionStatus.CONNECTED.value]),
+            _should_be_live(),
         ))
         return [(session_id, epoch) for session_id, epoch in rows]
 
@@ -114,14 +119,15 @@ def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]
 def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappSession]:
     """Active sessions that should be live but whose owner is missing or dead."""
     with uow:
-        alive = {w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)}
-        query = select(WhatsappSession).where(WhatsappSession.is_active.is_(True))
+        alive = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+        query = select(WhatsappSession).where(
+            WhatsappSession.is_active.is_(True),
+            _should_be_live() | WhatsappSession.worker_id.is_(None),
+            WhatsappSession.worker_id.is_(None) | WhatsappSession.worker_id.not_in(alive),
+        )
         if company_id is not None:
             query = query.where(WhatsappSession.company_id == company_id)
-        return [s for s in uow.db.scalars(query)
-                if s.worker_id not in alive
-                and (s.has_auth_state or s.status != SessionStatus.DISCONNECTED.value
-                     or s.worker_id is None)]
+        return list(uow.db.scalars(query))
 
 
 def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher,

@@ -19,7 +19,7 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 # Reasons of a ``disconnected`` event that are not failures worth reporting.
-QUIET_REASONS = frozenset({"stopped", "removed", "shutdown"})
+QUIET_REASONS = frozenset({"stopped", "removed", "shutdown", "restart", "moved"})
 # Reasons after which the stored login state is useless (the phone unlinked it).
 LOGIN_DROPPING_REASONS = frozenset({"logout"})
 

@@ -64,13 +64,12 @@ def is_alive(worker: Worker | None, lease_seconds: float, now: datetime | None =
     return now - _aware(worker.heartbeat_at) <= timedelta(seconds=lease_seconds)
 
 
-def live_workers(db: DbSession, lease_seconds: float) -> list[Worker]:
-    """Every worker whose heartbeat is within the lease."""
+def live_workers(db: DbSession, lease_seconds: float, lock: bool = False) -> list[Worker]:
+    """Every worker whose heartbeat is within the lease (row-locked when ``lock``)."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
-    return list(db.scalars(
-        select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
-        .order_by(Worker.id)
-    ))
+    query = (select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
+             .order_by(Worker.id))
+    return list(db.scalars(query.with_for_update() if lock else query))
 
 
 def worker_loads(db: DbSession) -> dict[str, int]:
@@ -84,9 +83,14 @@ def worker_loads(db: DbSession) -> dict[str, int]:
 
 
 def choose_worker(db: DbSession, lease_seconds: float) -> Worker | None:
-    """The least-loaded live worker that is under its capacity, or ``None``."""
+    """The least-loaded live worker that is under its capacity, or ``None``.
+
+    The live workers' rows are locked first, so concurrent placements take turns and
+    each one sees the loads the previous one committed.
+    """
+    live = live_workers(db, lease_seconds, lock=True)
     loads = worker_loads(db)
-    candidates = [w for w in live_workers(db, lease_seconds) if loads.get(w.id, 0) < w.capacity]
+    candidates = [w for w in live if loads.get(w.id, 0) < w.capacity]
     if not candidates:
         return None
     return min(candidates, key=lambda w: (loads.get(w.id, 0) / max(w.capacity, 1), w.id))

@@ -1,0 +1,81 @@
+"""Event writes are fenced by owner and epoch; events map to the documented columns."""
+from __future__ import annotations
+
+import pytest
+
+from shared.models import WhatsappSession
+from shared.services import session_events
+from shared.services.ownership import sessions_to_restore
+from shared.uow import UnitOfWork
+
+
+@pytest.fixture
+def session_id(settings, tenant) -> str:
+    with UnitOfWork(settings) as uow:
+        row = WhatsappSession(company_id=tenant.company_id, name="vendas", worker_id="w1", epoch=3)
+        uow.db.add(row)
+        uow.commit()
+        return row.id
+
+
+def row(settings, session_id) -> WhatsappSession:
+    with UnitOfWork(settings) as uow:
+        found = uow.db.get(WhatsappSession, session_id)
+        found.auth_state  # load the deferred blob while the session is open
+        return found
+
+
+@pytest.mark.parametrize("worker,epoch", [("w1", 2), ("w2", 3), ("w1", 4)])
+def test_writes_from_a_stale_owner_or_epoch_change_nothing(settings, session_id, worker, epoch):
+    assert not session_events.apply_event(UnitOfWork(settings), session_id, worker, epoch, "qr",
+                                          {"qr": "2@x"})
+    assert not session_events.save_login_state(UnitOfWork(settings), session_id, worker, epoch, b"s")
+    assert not session_events.deactivate(UnitOfWork(settings), session_id, worker, epoch, purge=True)
+    current = row(settings, session_id)
+    assert current.status == "DISCONNECTED" and current.qr_code is None
+    assert current.auth_state is None and current.is_active is True
+
+
+def test_events_write_what_the_design_says(settings, session_id):
+    def apply(event, payload=None):
+        assert session_events.apply_event(UnitOfWork(settings), session_id, "w1", 3, event, payload or {})
+        return row(settings, session_id)
+
+    assert apply("connecting").status == "CONNECTING"
+    waiting = apply("qr", {"qr": "2@abc"})
+    assert waiting.status == "QRCODE" and waiting.qr_code == "2@abc"
+    assert apply("authenticated").qr_code is None
+    ready = apply("ready", {"phone_number": "5511", "push_name": "Loja"})
+    assert (ready.status, ready.phone_number, ready.push_name) == ("CONNECTED", "5511", "Loja")
+    assert ready.last_seen is not None
+    assert session_events.save_login_state(UnitOfWork(settings), session_id, "w1", 3, b"archive")
+    failed = apply("auth_failure", {"reason": "repeated start failures"})
+    assert failed.status == "ERROR" and failed.last_error == "repeated start failures"
+    stopped = apply("disconnected", {"reason": "stopped"})
+    assert stopped.status == "DISCONNECTED" and stopped.auth_state == b"archive"
+    logged_out = apply("disconnected", {"reason": "logout"})
+    assert logged_out.last_error == "logout" and logged_out.auth_state is None
+
+
+def test_restore_picks_sessions_meant_to_be_live(settings, tenant):
+    cases = {
+        "connected": dict(status="CONNECTED"),
+        "qr": dict(status="QRCODE"),
+        "stopped-with-login": dict(status="DISCONNECTED", auth_state=b"a", last_error=None),
+        "conflict": dict(status="DISCONNECTED", auth_state=b"a", last_error="conflict"),
+        "logout": dict(status="DISCONNECTED", last_error="logout"),
+        "error": dict(status="ERROR", auth_state=b"a", last_error="bad"),
+        "inactive": dict(status="CONNECTED", is_active=False),
+        "elsewhere": dict(status="CONNECTED", worker_id="w2"),
+    }
+    with UnitOfWork(settings) as uow:
+        for name, fields in cases.items():
+            fields = {"worker_id": "w1", **fields}
+            if fields.get("auth_state"):
+                from shared.models import utcnow
+                fields["auth_state_updated_at"] = utcnow()
+            uow.db.add(WhatsappSession(company_id=tenant.company_id, name=name, **fields))
+        uow.commit()
+        names = {s.id: s.name for s in uow.db.query(WhatsappSession)}
+    restored = {names[sid] for sid, _ in sessions_to_restore(UnitOfWork(settings), "w1")}
+    assert restored == {"connected", "qr", "stopped-with-login"}
