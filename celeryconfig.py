@@ -3,6 +3,7 @@
 ``broker_settings()`` gives the broker part for any :class:`Settings`, so the API
 and the tests can build a Celery app for another broker than the process default.
 """
+
 from typing import Any
 
 from kombu import Exchange, Queue
@@ -47,8 +48,7 @@ task_default_queue = CONTROL_QUEUE
 task_queues = [Queue(CONTROL_QUEUE, Exchange(CONTROL_QUEUE, type="direct"), routing_key=CONTROL_QUEUE)]
 task_create_missing_queues = True
 # Fail fast on publish when Redis is down: the API answers 503 instead of hanging.
-task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                             "interval_max": 0.2}
+task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False

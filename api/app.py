@@ -1,4 +1,5 @@
 """Flask application factory: configuration, extensions, blueprints, error handlers."""
+
 from __future__ import annotations
 
 import logging
@@ -30,10 +31,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         API_SPEC_OPTIONS={
-            "info": {"description": "Multi-tenant WhatsApp Web sessions. "
-                                    "Every call needs `Authorization: Bearer <token>`."},
-            "components": {"securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "info": {
+                "description": "Multi-tenant WhatsApp Web sessions. "
+                "Every call needs `Authorization: Bearer <token>`."
+            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
         },
     )

@@ -3,10 +3,12 @@
 Every request to a protected blueprint is authenticated before the handler runs;
 the principal (user, company, role) is kept on ``flask.g``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import g, request
 from flask_smorest import abort
@@ -20,8 +22,11 @@ def authenticate_request() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        abort(401, message="missing bearer token: send 'Authorization: Bearer <token>'",
-              headers={"WWW-Authenticate": "Bearer"})
+        abort(
+            401,
+            message="missing bearer token: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     principal = authenticate(unit_of_work(), token.strip())
     if principal is None:
         abort(401, message="invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})

@@ -1,4 +1,5 @@
 """Serves Swagger UI's assets from the ``swagger_ui_bundle`` package: no CDN needed."""
+
 from __future__ import annotations
 
 from flask import Flask, send_from_directory

@@ -1,4 +1,5 @@
 """JSON errors for everything: domain errors, database and broker outages, crashes."""
+
 from __future__ import annotations
 
 import logging

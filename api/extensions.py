@@ -1,8 +1,10 @@
 """Extension objects and the per-app state handlers reach through ``current_app``."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app
 from flask_smorest import Api
@@ -10,7 +12,6 @@ from flask_smorest import Api
 from shared.config import Settings
 from shared.jobs import JobPublisher
 from shared.uow import UnitOfWork
-
 
 
 class ZapHubApi(Api):
@@ -29,8 +30,10 @@ def _summarise(errors: Any) -> str | None:
     parts = []
     for location, fields in errors.items():
         if isinstance(fields, dict):
-            parts += [f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                      for field, msgs in fields.items()]
+            parts += [
+                f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                for field, msgs in fields.items()
+            ]
         else:
             parts.append(f"{location}: {' '.join(map(str, fields))}")
     return "invalid input: " + "; ".join(parts) if parts else None

@@ -1,4 +1,5 @@
 """Rendering a session's QR text as PNG or SVG for ``GET /session/<name>/qr``."""
+
 from __future__ import annotations
 
 import io

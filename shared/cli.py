@@ -1,4 +1,5 @@
 """The ``zaphub`` admin command line: migrations, companies, users and tokens."""
+
 from __future__ import annotations
 
 import logging

@@ -3,13 +3,15 @@
 Both the API and the workers build a :class:`Settings` from ``os.environ``; tests
 build one with overrides.  Nothing else in the project reads the environment.
 """
+
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 def _default_database_url() -> str:
@@ -50,7 +52,7 @@ class Settings:
     TESTING: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``), then ``overrides``."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -70,7 +72,7 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy of these settings with some fields replaced."""
         return replace(self, **overrides)
 

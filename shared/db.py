@@ -3,11 +3,12 @@
 SQLite is set up for several processes at once (WAL, foreign keys, busy timeout);
 PostgreSQL goes through psycopg2 with pre-ping so a restarted server is survived.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import sessionmaker
 from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
@@ -25,7 +26,7 @@ def normalize_url(url: str) -> str:
     """Pin plain ``postgresql://`` (and Heroku-style ``postgres://``) URLs to psycopg2."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
 
 

@@ -1,4 +1,5 @@
 """Domain errors raised by services; the API turns each into one HTTP status."""
+
 from __future__ import annotations
 
 

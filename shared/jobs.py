@@ -3,6 +3,7 @@
 The API records every job in the ``jobs`` table and publishes its id; workers read
 the row, so nothing depends on a result backend that expires.
 """
+
 from __future__ import annotations
 
 import enum
@@ -17,7 +18,7 @@ from shared.errors import Unavailable
 log = logging.getLogger(__name__)
 
 
-class JobKind(str, enum.Enum):
+class JobKind(enum.StrEnum):
     CREATE = "create"
     START = "start"
     RESTART = "restart"
@@ -27,7 +28,7 @@ class JobKind(str, enum.Enum):
     SYNC = "sync"
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -64,8 +65,7 @@ class CeleryPublisher:
     def publish(self, kind: JobKind, job_id: str, queue: str) -> None:
         """Send the job's task to ``queue``; broker errors become :class:`Unavailable`."""
         try:
-            self.app.send_task(TASK_NAMES[JobKind(kind)], args=[job_id], queue=queue,
-                               routing_key=queue)
+            self.app.send_task(TASK_NAMES[JobKind(kind)], args=[job_id], queue=queue, routing_key=queue)
         except (KombuOperationalError, OSError, ConnectionError) as exc:
             log.warning("broker unavailable while publishing %s job %s: %s", kind, job_id, exc)
             raise Unavailable("message broker is unavailable; nothing was changed, retry later") from exc

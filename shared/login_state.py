@@ -55,9 +55,9 @@ class LoginStateError(Exception):
 def _fernet(secret: str) -> Fernet:
     if not secret:
         raise LoginStateError("login state secret is empty")
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"zaphub-login-state", info=b"fernet-v1"
-    ).derive(secret.encode("utf-8"))
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"zaphub-login-state", info=b"fernet-v1").derive(
+        secret.encode("utf-8")
+    )
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -155,9 +155,7 @@ def _safe_member_path(name: str) -> PurePosixPath:
         raise LoginStateError(f"login state member has an unsafe path: {name!r}")
     if any(part in ("..", "") for part in path.parts) or ":" in path.parts[0]:
         raise LoginStateError(f"login state member has an unsafe path: {name!r}")
-    if not any(
-        path == PurePosixPath(root) or PurePosixPath(root) in path.parents for root in ARCHIVED_DIRS
-    ):
+    if not any(path == PurePosixPath(root) or PurePosixPath(root) in path.parents for root in ARCHIVED_DIRS):
         raise LoginStateError(f"login state member is outside the storage folders: {name!r}")
     return path
 
@@ -183,9 +181,7 @@ def _extract(tar: tarfile.TarFile, profile_dir: Path) -> list[str]:
     plan: list[tuple[PurePosixPath, tarfile.TarInfo]] = []
     for member in members:
         if not (member.isfile() or member.isdir()):
-            raise LoginStateError(
-                f"login state member is not a regular file or folder: {member.name!r}"
-            )
+            raise LoginStateError(f"login state member is not a regular file or folder: {member.name!r}")
         plan.append((_safe_member_path(member.name), member))
 
     profile_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """Apply the Alembic migrations programmatically (CLI, tests, start-up)."""
+
 from __future__ import annotations
 
 from pathlib import Path

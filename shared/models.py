@@ -3,11 +3,12 @@
 Every tenant-owned row carries ``company_id`` so that each query can be scoped to one
 company; the indexes follow the queries the API makes (per-company listing, stats).
 """
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +29,7 @@ from shared.statuses import SessionStatus
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -47,7 +48,7 @@ class Company(Base):
     name: Mapped[str] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    users: Mapped[list["User"]] = relationship(back_populates="company")
+    users: Mapped[list[User]] = relationship(back_populates="company")
 
 
 class User(Base):
@@ -84,9 +85,7 @@ class WhatsappSession(Base):
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     config: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     worker_id: Mapped[str | None] = mapped_column(String(64))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     push_name: Mapped[str | None] = mapped_column(String(128))
@@ -95,13 +94,13 @@ class WhatsappSession(Base):
     auth_state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     auth_state_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    messages: Mapped[list["Message"]] = relationship(
+    messages: Mapped[list[Message]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True
     )
-    contacts: Mapped[list["Contact"]] = relationship(
+    contacts: Mapped[list[Contact]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True
     )
-    tickets: Mapped[list["Ticket"]] = relationship(
+    tickets: Mapped[list[Ticket]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -166,9 +165,7 @@ class Ticket(Base):
     contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     session: Mapped[WhatsappSession] = relationship(back_populates="tickets")
 

@@ -2,12 +2,13 @@
 
 One table maps them both ways; every conversion in the project goes through it.
 """
+
 from __future__ import annotations
 
 import enum
 
 
-class SessionStatus(str, enum.Enum):
+class SessionStatus(enum.StrEnum):
     """Status of a session as stored in the database."""
 
     DISCONNECTED = "DISCONNECTED"
@@ -17,7 +18,7 @@ class SessionStatus(str, enum.Enum):
     ERROR = "ERROR"
 
 
-class MemoryStatus(str, enum.Enum):
+class MemoryStatus(enum.StrEnum):
     """Status of a live session in a worker's memory."""
 
     DISCONNECTED = "disconnected"
@@ -39,9 +40,7 @@ MEMORY_TO_DATABASE: dict[MemoryStatus, SessionStatus] = {
 }
 
 # Statuses in which a worker holds (or is building) a browser context.
-ACTIVE_STATUSES = frozenset(
-    {SessionStatus.CONNECTING, SessionStatus.QRCODE, SessionStatus.CONNECTED}
-)
+ACTIVE_STATUSES = frozenset({SessionStatus.CONNECTING, SessionStatus.QRCODE, SessionStatus.CONNECTED})
 
 
 def to_memory(status: SessionStatus | str) -> MemoryStatus:

@@ -4,6 +4,7 @@ Services open ``with uow:``, do their reads and writes through ``uow.db`` and ca
 ``uow.commit()``; leaving the block without a commit rolls everything back, so an
 error half-way (a broker outage, a validation error) leaves nothing half-written.
 """
+
 from __future__ import annotations
 
 from types import TracebackType
@@ -28,7 +29,7 @@ class UnitOfWork:
             raise RuntimeError("unit of work is not open; use it as 'with uow:'")
         return self._db
 
-    def __enter__(self) -> "UnitOfWork":
+    def __enter__(self) -> UnitOfWork:
         self._db = session_factory(self.settings.DATABASE_URL)()
         return self
 

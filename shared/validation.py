@@ -1,4 +1,5 @@
 """Rules on client-supplied values, shared by the API schemas and the services."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from shared.errors import InvalidInput
 
 # Session names appear in URLs only; they are never used to build a path.
 SESSION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
-SESSION_NAME_RULE = ("must be 1-64 characters: lowercase letters, digits, '_' and '-', "
-                     "starting with a letter or digit")
+SESSION_NAME_RULE = (
+    "must be 1-64 characters: lowercase letters, digits, '_' and '-', starting with a letter or digit"
+)
 CONFIG_MAX_BYTES = 16 * 1024
 
 

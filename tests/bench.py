@@ -4,12 +4,14 @@ API: latency of listing and stats over many sessions (SQLite file and PostgreSQL
 Sessions: a real worker and Chromium against the simulator — time to QR, to
 CONNECTED after a scan, to CONNECTED after a restart, and Chromium memory per session.
 """
+
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -42,23 +44,42 @@ def seed(settings: Settings) -> dict[str, str]:
     with UnitOfWork(settings) as uow:
         cid = uow.db.query(Company.id).scalar()
     statuses = ["CONNECTED", "QRCODE", "DISCONNECTED", "ERROR", "CONNECTING"]
-    rows = [{"id": new_id(), "company_id": cid, "name": f"s{i}", "status": statuses[i % 5],
-             "is_active": i % 7 != 0, "worker_id": f"w{i % 4}", "config": "{}", "epoch": 0}
-            for i in range(ROWS)]
+    rows = [
+        {
+            "id": new_id(),
+            "company_id": cid,
+            "name": f"s{i}",
+            "status": statuses[i % 5],
+            "is_active": i % 7 != 0,
+            "worker_id": f"w{i % 4}",
+            "config": "{}",
+            "epoch": 0,
+        }
+        for i in range(ROWS)
+    ]
     with engine_for(settings.DATABASE_URL).begin() as connection:
         connection.execute(insert(WhatsappSession), rows)
     return {"Authorization": f"Bearer {token}"}
 
 
 def bench_api(label: str, database_url: str) -> None:
-    settings = Settings.from_env({}, DATABASE_URL=database_url, REDIS_URL=REDIS_URL,
-                                 BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:")
+    settings = Settings.from_env(
+        {},
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
+    )
     set_settings(settings)
     upgrade(database_url)
     headers = seed(settings)
     client = create_app(settings).test_client()
-    for path in ("/session?per_page=20", "/session?status=connected&is_active=true&page=50",
-                 "/session/stats", "/session/s123", "/session/cleanup"):
+    for path in (
+        "/session?per_page=20",
+        "/session?status=connected&is_active=true&page=50",
+        "/session/stats",
+        "/session/s123",
+        "/session/cleanup",
+    ):
         samples = []
         for _ in range(REQUESTS):
             started = time.perf_counter()
@@ -68,27 +89,38 @@ def bench_api(label: str, database_url: str) -> None:
         print(f"  {label:10s} GET {path:48s} {percentiles(samples)}")
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB."""
-    children = {pid}
+def status_is(row, name: str, status: str) -> bool:
+    """Whether session ``name`` has ``status`` (and, once connected, a phone number)."""
+    current = row(name)
+    return current["status"] == status and (status != "CONNECTED" or bool(current["phone_number"]))
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants."""
+    tree = {pid}
     changed = True
     while changed:
         changed = False
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in children:
+            if not entry.name.isdigit() or int(entry.name) in tree:
                 continue
             try:
-                ppid = int((entry / "stat").read_text().split(") ")[1].split()[1])
+                ppid = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid in children:
-                children.add(int(entry.name))
+            if ppid in tree:
+                tree.add(int(entry.name))
                 changed = True
+    return tree
+
+
+def pss_mib(pids: set[int]) -> float:
+    """Proportional set size of ``pids`` in MiB: shared pages are split, not counted twice."""
     total = 0
-    for child in children:
+    for pid in pids:
         try:
-            for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -96,9 +128,14 @@ def rss_mib(pid: int) -> float:
 
 
 def bench_sessions(database_url: str, root: Path) -> None:
-    settings = Settings.from_env({}, DATABASE_URL=database_url, REDIS_URL=REDIS_URL,
-                                 BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
-                                 SECRET_KEY="bench", WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]))
+    settings = Settings.from_env(
+        {},
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
+        SECRET_KEY="bench",
+        WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]),
+    )
     set_settings(settings)
     upgrade(database_url)
     accounts.create_company(UnitOfWork(settings), "live")
@@ -110,37 +147,46 @@ def bench_sessions(database_url: str, root: Path) -> None:
         worker = WorkerProcess("bench", settings, simulator.url, root).start()
         try:
             to_qr, to_connected, to_restarted = [], [], []
+
+            def row(name: str) -> dict:
+                return client.get(f"/session/{name}", headers=headers).get_json()
+
+            def job_done(job_id: str) -> bool:
+                return client.get(f"/jobs/{job_id}", headers=headers).get_json()["status"] == "succeeded"
+
             for index in range(LIVE_SESSIONS):
                 name = f"live{index}"
                 started = time.perf_counter()
                 client.post("/session", json={"name": name}, headers=headers)
-                get = lambda: client.get(f"/session/{name}", headers=headers).get_json()
-                wait_until(lambda: get()["status"] == "QRCODE", 60)
+                wait_until(partial(status_is, row, name, "QRCODE"), 60)
                 to_qr.append(time.perf_counter() - started)
                 qr = client.get(f"/session/{name}/qr", headers=headers).get_json()["qr_code"]
                 started = time.perf_counter()
                 sim.scan(qr, phone=f"55119000{index:05d}")
-                wait_until(lambda: get()["status"] == "CONNECTED" and get()["phone_number"], 60)
+                wait_until(partial(status_is, row, name, "CONNECTED"), 60)
                 to_connected.append(time.perf_counter() - started)
-                wait_until(lambda: get()["has_login_state"], 60)
+                wait_until(partial(lambda n: row(n)["has_login_state"], name), 60)
             for index in range(LIVE_SESSIONS):
                 name = f"live{index}"
-                get = lambda: client.get(f"/session/{name}", headers=headers).get_json()
                 started = time.perf_counter()
                 job = client.post(f"/session/{name}/restart", headers=headers).get_json()["job"]["id"]
-                wait_until(lambda: client.get(f"/jobs/{job}", headers=headers).get_json()["status"]
-                           == "succeeded", 90)
-                wait_until(lambda: get()["status"] == "CONNECTED", 60)
+                wait_until(partial(job_done, job), 90)
+                wait_until(partial(status_is, row, name, "CONNECTED"), 60)
                 to_restarted.append(time.perf_counter() - started)
-            browsers = browser_pids(worker.sessions_dir)
-            memory = [rss_mib(pid) for pid in browsers]
+            browser_trees = [process_tree(pid) for pid in browser_pids(worker.sessions_dir)]
+            memory = [pss_mib(tree) for tree in browser_trees]
+            worker_only = process_tree(worker.process.pid) - set().union(*browser_trees)
             print(f"  create → QRCODE           mean {statistics.mean(to_qr):5.2f} s  (n={len(to_qr)})")
             print(f"  scan → CONNECTED          mean {statistics.mean(to_connected):5.2f} s")
             print(f"  restart → CONNECTED       mean {statistics.mean(to_restarted):5.2f} s (no scan)")
-            print(f"  Chromium per session      mean {statistics.mean(memory):6.1f} MiB RSS "
-                  f"(browser + its renderers, {len(memory)} sessions)")
-            print(f"  worker process            {rss_mib(worker.process.pid) - sum(memory):6.1f} MiB RSS "
-                  f"(without its browsers)")
+            print(
+                f"  Chromium per session      mean {statistics.mean(memory):6.1f} MiB PSS "
+                f"(browser + its renderers, {len(memory)} sessions)"
+            )
+            print(
+                f"  worker process            {pss_mib(worker_only):6.1f} MiB PSS "
+                "(Celery + Playwright driver, without browsers)"
+            )
         finally:
             worker.terminate()
             worker.kill()
@@ -161,6 +207,7 @@ def main() -> None:
             bench_sessions(_postgres_url_for(f"{pg_name}_live"), root)
         finally:
             from shared.db import dispose_all
+
             dispose_all()
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_live" WITH (FORCE)')

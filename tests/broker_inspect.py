@@ -1,4 +1,5 @@
 """Reading what was published to a queue, straight from Redis (no worker involved)."""
+
 from __future__ import annotations
 
 import base64

@@ -4,13 +4,14 @@ PostgreSQL and Redis are the real servers of the machine (``TEST_POSTGRES_URL``,
 ``TEST_REDIS_URL``); each run gets its own PostgreSQL database and its own broker
 key prefix, so parallel or repeated runs never see each other's data.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import psycopg2
 import pytest
@@ -90,10 +91,15 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def settings(database_url: str, broker_prefix: str, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database and the run's Redis key space."""
-    configured = Settings.from_env({}, DATABASE_URL=database_url, REDIS_URL=REDIS_URL,
-                                   BROKER_KEY_PREFIX=broker_prefix, TESTING=True,
-                                   SESSIONS_DIR=str(tmp_path / "sessions"),
-                                   SECRET_KEY="test-secret-" + RUN_ID)
+    configured = Settings.from_env(
+        {},
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        BROKER_KEY_PREFIX=broker_prefix,
+        TESTING=True,
+        SESSIONS_DIR=str(tmp_path / "sessions"),
+        SECRET_KEY="test-secret-" + RUN_ID,
+    )
     set_settings(configured)
     return configured
 

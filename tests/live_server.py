@@ -1,4 +1,5 @@
 """Serving a WSGI app on a real local port from a thread, for browser tests."""
+
 from __future__ import annotations
 
 import threading
@@ -14,7 +15,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self._thread.start()
         return self
 

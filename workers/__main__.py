@@ -4,6 +4,7 @@ Sessions are pinned to a worker by its queue ``worker.<WORKER_ID>``; the pool is
 threads because every task of this worker must reach the one browser runtime that
 lives in this process.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 Importing this module never imports Playwright: the tasks (and the browser runtime)
 are loaded only by worker processes, through ``include``.
 """
+
 from __future__ import annotations
 
 from celery import Celery

@@ -4,6 +4,7 @@ Built once when the Celery worker starts (``workers.lifecycle``) and reached by 
 tasks through :func:`current`. It also turns the session manager's events into fenced
 database writes, and saves login states after ``ready`` and periodically.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,7 @@ class WorkerContext:
         """Session-manager callback: write the event, fenced by this worker's epoch."""
         epoch = self.epoch_of(session_id)
         if epoch is None:
-            log.warning("session %s: %s ignored, not run by worker %s", session_id, event,
-                        self.worker_id)
+            log.warning("session %s: %s ignored, not run by worker %s", session_id, event, self.worker_id)
             return
         session_events.apply_event(self.uow(), session_id, self.worker_id, epoch, event, payload)
         if event == "ready":

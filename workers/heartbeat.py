@@ -3,6 +3,7 @@
 It runs apart from the task threads so a long browser operation never delays the
 heartbeat past the lease (which would make other workers take its sessions).
 """
+
 from __future__ import annotations
 
 import logging

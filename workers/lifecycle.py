@@ -4,6 +4,7 @@ On start a worker registers in ``workers``, starts its heartbeat and browser run
 and restores the active sessions it owns. On a graceful shutdown it saves every login
 state, closes its browsers and marks itself stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,13 @@ def on_worker_init(**_kwargs) -> None:
     ctx = WorkerContext(settings)
     ctx.start()
     install(ctx)
-    worker_services.register_worker(ctx.uow(), ctx.worker_id, hostname=socket.gethostname(),
-                                    pid=os.getpid(), capacity=settings.WORKER_CAPACITY)
+    worker_services.register_worker(
+        ctx.uow(),
+        ctx.worker_id,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        capacity=settings.WORKER_CAPACITY,
+    )
     _heartbeat = Heartbeat(ctx)
     _heartbeat.start()
 
@@ -41,8 +47,12 @@ def on_worker_ready(**_kwargs) -> None:
     """Bring back the active sessions this worker owns (load existing sessions)."""
     ctx = current()
     restored = reconcile(ctx)
-    log.info("worker %s ready on %s (%d sessions restored)", ctx.worker_id,
-             ctx.settings.worker_queue, restored["restored"])
+    log.info(
+        "worker %s ready on %s (%d sessions restored)",
+        ctx.worker_id,
+        ctx.settings.worker_queue,
+        restored["restored"],
+    )
 
 
 @worker_shutdown.connect

@@ -3,6 +3,7 @@
 ``reconcile`` runs in every worker on a timer (and once at start, to restore the
 sessions it owns); ``sync`` and ``cleanup`` run as jobs on the ``control`` queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,8 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
         state = manager.status(session_id)
         if state and state["live"] and to_database(state["status"]).value != row.status:
             corrected += session_events.set_memory_status(
-                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], state.get("last_error"))
+                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], state.get("last_error")
+            )
     if restore:
         live = set(manager.live_ids())
         for session_id, epoch in sessions_to_restore(ctx.uow(), ctx.worker_id):
@@ -47,17 +49,26 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
                 continue
             ctx.adopt(session_id, epoch)
             try:
-                manager.start(session_id, session_events.load_login_state(ctx.uow(), session_id),
-                              timeout=ctx.settings.BROWSER_TIMEOUT)
+                manager.start(
+                    session_id,
+                    session_events.load_login_state(ctx.uow(), session_id),
+                    timeout=ctx.settings.BROWSER_TIMEOUT,
+                )
                 restored += 1
             except Exception as exc:
                 reason = f"restore failed: {exc}"
                 log.warning("session %s: %s", session_id, reason)
-                session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch,
-                                                 "error", error=reason)
+                session_events.set_memory_status(
+                    ctx.uow(), session_id, ctx.worker_id, epoch, "error", error=reason
+                )
     if closed or restored or corrected:
-        log.info("worker %s reconciled: %d closed, %d restored, %d statuses corrected",
-                 ctx.worker_id, closed, restored, corrected)
+        log.info(
+            "worker %s reconciled: %d closed, %d restored, %d statuses corrected",
+            ctx.worker_id,
+            closed,
+            restored,
+            corrected,
+        )
     return {"closed": closed, "restored": restored, "corrected": corrected}
 
 
@@ -66,8 +77,12 @@ def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) ->
     orphans = orphaned_sessions(ctx.uow(), company_id)
     job_ids = queue_start_jobs(ctx.uow(), publisher, orphans)
     local = reconcile(ctx, restore=False)
-    return {"orphans_requeued": len(job_ids), "orphan_sessions": sorted(s.name for s in orphans),
-            "start_jobs": job_ids, **{f"local_{k}": v for k, v in local.items()}}
+    return {
+        "orphans_requeued": len(job_ids),
+        "orphan_sessions": sorted(s.name for s in orphans),
+        "start_jobs": job_ids,
+        **{f"local_{k}": v for k, v in local.items()},
+    }
 
 
 def cleanup(ctx: WorkerContext, company_id: str | None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ A task hands a job id here. The job is marked running, routed (run here, forward
 the owner, or refuse as stale), carried out against the live-session manager, and
 closed as succeeded or failed with a readable result.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ def run_session_job(ctx: WorkerContext, publisher: JobPublisher, job_id: str) ->
     return result
 
 
-def _act(ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing,
-         params: dict[str, Any]) -> dict[str, Any]:
+def _act(
+    ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing, params: dict[str, Any]
+) -> dict[str, Any]:
     manager = ctx.manager
     epoch = routing.epoch
     timeout = ctx.settings.BROWSER_TIMEOUT
@@ -70,28 +72,36 @@ def _act(ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing,
             manager.stop(session_id, reason="restore failed", timeout=timeout)
             manager.flush_events()
             reason = f"stored login state is unusable: {exc}"
-            session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch,
-                                             MemoryStatus.ERROR, error=reason)
+            session_events.set_memory_status(
+                ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.ERROR, error=reason
+            )
             raise
     elif kind in (JobKind.STOP, JobKind.REMOVE):
         ctx.adopt(session_id, epoch)
-        manager.stop(session_id, reason="removed" if kind is JobKind.REMOVE else "stopped",
-                     timeout=timeout)
+        manager.stop(session_id, reason="removed" if kind is JobKind.REMOVE else "stopped", timeout=timeout)
         manager.flush_events()
         if kind is JobKind.REMOVE:
             manager.remove_local(session_id, timeout=timeout)
-            session_events.deactivate(ctx.uow(), session_id, ctx.worker_id, epoch,
-                                      purge=bool(params.get("purge")))
+            session_events.deactivate(
+                ctx.uow(), session_id, ctx.worker_id, epoch, purge=bool(params.get("purge"))
+            )
             ctx.forget(session_id)
-            return {"worker_id": ctx.worker_id, "epoch": epoch, "status": "disconnected",
-                    "purged": bool(params.get("purge"))}
+            return {
+                "worker_id": ctx.worker_id,
+                "epoch": epoch,
+                "status": "disconnected",
+                "purged": bool(params.get("purge")),
+            }
     return _result(ctx, session_id, epoch)
 
 
 def _result(ctx: WorkerContext, session_id: str, epoch: int, note: str | None = None) -> dict[str, Any]:
     state = ctx.manager.status(session_id) or {}
-    result = {"worker_id": ctx.worker_id, "epoch": epoch,
-              "status": state.get("status", MemoryStatus.DISCONNECTED.value)}
+    result = {
+        "worker_id": ctx.worker_id,
+        "epoch": epoch,
+        "status": state.get("status", MemoryStatus.DISCONNECTED.value),
+    }
     if note:
         result["note"] = note
     return result

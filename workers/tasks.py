@@ -3,14 +3,14 @@
 Each task has an explicit name (so queued messages survive refactoring), takes only
 primitive ids, and is idempotent: a redelivered job that already finished is a no-op.
 """
+
 from __future__ import annotations
 
 import logging
 
-
+from shared.config import CONTROL_QUEUE
 from shared.jobs import CeleryPublisher, JobKind
 from shared.services import jobs as job_services
-from shared.config import CONTROL_QUEUE
 from workers import maintenance
 from workers.celery_app import app
 from workers.context import current
@@ -18,8 +18,13 @@ from workers.runner import JobNotVisible, run_session_job
 
 log = logging.getLogger(__name__)
 
-RETRY = {"autoretry_for": (JobNotVisible,), "retry_backoff": 0.2, "retry_backoff_max": 2,
-         "max_retries": 20, "retry_jitter": False}
+RETRY = {
+    "autoretry_for": (JobNotVisible,),
+    "retry_backoff": 0.2,
+    "retry_backoff_max": 2,
+    "max_retries": 20,
+    "retry_jitter": False,
+}
 
 
 def _publisher() -> CeleryPublisher:

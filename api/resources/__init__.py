@@ -1,4 +1,5 @@
 """Blueprints of the API, one module per resource."""
+
 from flask_smorest import Api
 
 from api.resources.health import blp as health_blp

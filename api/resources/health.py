@@ -1,4 +1,5 @@
 """``GET /health``: liveness and readiness (no authentication)."""
+
 from flask_smorest import Blueprint
 
 from api.extensions import state, unit_of_work

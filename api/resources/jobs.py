@@ -1,4 +1,5 @@
 """``GET /jobs/<id>``: follow a job of the caller's company."""
+
 from flask_smorest import Blueprint
 
 from api.auth import authenticate_request, company_id

@@ -1,4 +1,5 @@
 """``/session`` routes: each loads its input, calls one service, dumps the result."""
+
 from __future__ import annotations
 
 from flask import Response, request
@@ -25,8 +26,9 @@ from api.schemas.sessions import (
 )
 from shared.services import maintenance, sessions
 
-blp = Blueprint("sessions", __name__, url_prefix="/session",
-                description="WhatsApp sessions of the caller's company")
+blp = Blueprint(
+    "sessions", __name__, url_prefix="/session", description="WhatsApp sessions of the caller's company"
+)
 blp.before_request(authenticate_request)
 
 

@@ -1,4 +1,5 @@
 """Custom marshmallow fields."""
+
 from marshmallow import fields
 
 

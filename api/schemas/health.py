@@ -1,4 +1,5 @@
 """Schema of the health report."""
+
 from marshmallow import Schema, fields
 
 

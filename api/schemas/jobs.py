@@ -1,4 +1,5 @@
 """Schemas of jobs."""
+
 from marshmallow import Schema, fields
 
 

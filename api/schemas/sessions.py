@@ -1,4 +1,5 @@
 """Schemas of WhatsApp sessions: input validation and output shapes."""
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.schemas.fields import StrictBoolean
@@ -15,8 +16,9 @@ SessionName = fields.String(
 
 class SessionCreateSchema(Schema):
     name = SessionName
-    config = fields.Dict(keys=fields.String(), load_default=dict,
-                         metadata={"description": "free-form JSON object"})
+    config = fields.Dict(
+        keys=fields.String(), load_default=dict, metadata={"description": "free-form JSON object"}
+    )
 
 
 class SessionUpdateSchema(Schema):
@@ -31,8 +33,9 @@ class SessionUpdateSchema(Schema):
 
 
 class SessionListArgsSchema(Schema):
-    status = fields.String(validate=validate.OneOf(
-        [s.value for s in SessionStatus] + [s.value.lower() for s in SessionStatus]))
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in SessionStatus] + [s.value.lower() for s in SessionStatus])
+    )
     is_active = fields.Boolean()
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))

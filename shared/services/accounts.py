@@ -3,6 +3,7 @@
 Tokens are random, shown once, and stored as a SHA-256 hash: they carry enough
 entropy that a slow hash would add nothing but latency to every request.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,13 @@ def create_user(uow: UnitOfWork, company_name: str, email: str, role: str = "age
         if uow.db.scalar(select(User.id).where(User.email == email)):
             raise Conflict(f"user {email!r} already exists")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        user = User(company_id=company.id, email=email, role=role,
-                    token_hash=hash_token(token), token_created_at=utcnow())
+        user = User(
+            company_id=company.id,
+            email=email,
+            role=role,
+            token_hash=hash_token(token),
+            token_created_at=utcnow(),
+        )
         uow.db.add(user)
         uow.commit()
         log.info("user %s (%s) created in company %s", user.id, role, company.id)
@@ -106,8 +112,7 @@ def authenticate(uow: UnitOfWork, token: str) -> Principal | None:
         user = uow.db.scalar(select(User).where(User.token_hash == hash_token(token)))
         if user is None:
             return None
-        return Principal(user_id=user.id, company_id=user.company_id, email=user.email,
-                         role=user.role)
+        return Principal(user_id=user.id, company_id=user.company_id, email=user.email, role=user.role)
 
 
 def _user_by_email(uow: UnitOfWork, email: str) -> User:

@@ -1,7 +1,9 @@
 """Liveness and readiness: can we reach the database and the broker, who is alive."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import text
 

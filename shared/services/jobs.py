@@ -1,4 +1,5 @@
 """Recording jobs and advancing them: queued → running → succeeded/failed."""
+
 from __future__ import annotations
 
 import json
@@ -54,12 +55,14 @@ def enqueue(
     The message goes out before the commit so that a broker outage rolls the whole
     request back; a worker that sees the message before the row is visible retries.
     """
-    job = record_job(uow.db, kind=kind, queue=queue, company_id=company_id,
-                     session_id=session_id, params=params)
+    job = record_job(
+        uow.db, kind=kind, queue=queue, company_id=company_id, session_id=session_id, params=params
+    )
     publisher.publish(kind, job.id, queue)
     uow.commit()
-    log.info("job %s (%s) queued on %s for company %s session %s",
-             job.id, job.kind, queue, company_id, session_id)
+    log.info(
+        "job %s (%s) queued on %s for company %s session %s", job.id, job.kind, queue, company_id, session_id
+    )
     return job
 
 
@@ -74,9 +77,11 @@ def get_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
 
 def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
     """The newest jobs of a session."""
-    return list(db.scalars(
-        select(Job).where(Job.session_id == session_id).order_by(Job.created_at.desc()).limit(limit)
-    ))
+    return list(
+        db.scalars(
+            select(Job).where(Job.session_id == session_id).order_by(Job.created_at.desc()).limit(limit)
+        )
+    )
 
 
 def start_job(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
@@ -106,8 +111,14 @@ def fail_job(uow: UnitOfWork, job_id: str, error: str) -> None:
     _close_job(uow, job_id, JobStatus.FAILED, error=error)
 
 
-def _close_job(uow: UnitOfWork, job_id: str, status: JobStatus, *,
-               result: dict[str, Any] | None = None, error: str | None = None) -> None:
+def _close_job(
+    uow: UnitOfWork,
+    job_id: str,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
     with uow:
         job = uow.db.get(Job, job_id, with_for_update=True)
         if job is None or job.status in FINISHED_JOB_STATUSES:

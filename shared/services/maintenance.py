@@ -3,6 +3,7 @@
 A cleanup plan is computed the same way for the dry run (``GET /session/cleanup``)
 and for the real run, so the preview tells exactly what the job will do.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,19 +51,25 @@ def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> C
     now = utcnow()
     retention_cutoff = now - timedelta(days=settings.CLEANUP_RETENTION_DAYS)
     job_cutoff = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    purge = db.scalars(_scoped(select(WhatsappSession), WhatsappSession, company_id).where(
-        WhatsappSession.is_active.is_(False),
-        WhatsappSession.status.in_([SessionStatus.DISCONNECTED.value, SessionStatus.ERROR.value]),
-        WhatsappSession.updated_at < retention_cutoff,
-    ))
-    stale_jobs = db.scalars(_scoped(select(Job), Job, company_id).where(
-        Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-        Job.created_at < job_cutoff,
-    ))
-    stale_qr = db.scalars(_scoped(select(WhatsappSession), WhatsappSession, company_id).where(
-        WhatsappSession.qr_code.is_not(None),
-        WhatsappSession.status != SessionStatus.QRCODE.value,
-    ))
+    purge = db.scalars(
+        _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
+            WhatsappSession.is_active.is_(False),
+            WhatsappSession.status.in_([SessionStatus.DISCONNECTED.value, SessionStatus.ERROR.value]),
+            WhatsappSession.updated_at < retention_cutoff,
+        )
+    )
+    stale_jobs = db.scalars(
+        _scoped(select(Job), Job, company_id).where(
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+            Job.created_at < job_cutoff,
+        )
+    )
+    stale_qr = db.scalars(
+        _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
+            WhatsappSession.qr_code.is_not(None),
+            WhatsappSession.status != SessionStatus.QRCODE.value,
+        )
+    )
     return CleanupPlan(list(purge), list(stale_jobs), list(stale_qr))
 
 
@@ -72,18 +79,26 @@ def cleanup_preview(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
         return {"dry_run": True, **plan_cleanup(uow.db, uow.settings, company_id).metrics()}
 
 
+def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind, company_id: str) -> Job:
+    with uow:
+        return enqueue(
+            uow,
+            publisher,
+            kind=kind,
+            queue=CONTROL_QUEUE,
+            company_id=company_id,
+            params={"company_id": company_id},
+        )
+
+
 def request_cleanup(uow: UnitOfWork, publisher: JobPublisher, company_id: str) -> Job:
     """Enqueue a cleanup of the company; its job result will hold the metrics."""
-    with uow:
-        return enqueue(uow, publisher, kind=JobKind.CLEANUP, queue=CONTROL_QUEUE,
-                       company_id=company_id, params={"company_id": company_id})
+    return _enqueue_company_job(uow, publisher, JobKind.CLEANUP, company_id)
 
 
 def request_sync(uow: UnitOfWork, publisher: JobPublisher, company_id: str) -> Job:
     """Enqueue a reconciliation of the company's sessions between memory and database."""
-    with uow:
-        return enqueue(uow, publisher, kind=JobKind.SYNC, queue=CONTROL_QUEUE,
-                       company_id=company_id, params={"company_id": company_id})
+    return _enqueue_company_job(uow, publisher, JobKind.SYNC, company_id)
 
 
 def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
@@ -92,15 +107,25 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
         plan = plan_cleanup(uow.db, uow.settings, company_id)
         metrics = {"dry_run": False, **plan.metrics()}
         if plan.purge_sessions:
-            uow.db.execute(delete(WhatsappSession).where(
-                WhatsappSession.id.in_([s.id for s in plan.purge_sessions])))
+            uow.db.execute(
+                delete(WhatsappSession).where(WhatsappSession.id.in_([s.id for s in plan.purge_sessions]))
+            )
         if plan.stale_jobs:
-            uow.db.execute(update(Job).where(Job.id.in_([j.id for j in plan.stale_jobs])).values(
-                status=JobStatus.FAILED.value, error="abandoned: no worker finished it in time",
-                finished_at=utcnow()))
+            uow.db.execute(
+                update(Job)
+                .where(Job.id.in_([j.id for j in plan.stale_jobs]))
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error="abandoned: no worker finished it in time",
+                    finished_at=utcnow(),
+                )
+            )
         if plan.stale_qr_sessions:
-            uow.db.execute(update(WhatsappSession).where(
-                WhatsappSession.id.in_([s.id for s in plan.stale_qr_sessions])).values(qr_code=None))
+            uow.db.execute(
+                update(WhatsappSession)
+                .where(WhatsappSession.id.in_([s.id for s in plan.stale_qr_sessions]))
+                .values(qr_code=None)
+            )
         uow.commit()
     log.info("cleanup for company %s: %s", company_id or "*", metrics)
     return metrics

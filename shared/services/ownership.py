@@ -5,6 +5,7 @@ bumps the epoch. A job carries the epoch it was issued for, and a worker acts on
 session only while it is the owner *and* the epochs match, so a stale or duplicated
 job can never overwrite newer state.
 """
+
 from __future__ import annotations
 
 import enum
@@ -24,7 +25,7 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     RUN = "run"  # this worker owns the session at the job's epoch: act
     FORWARDED = "forwarded"  # sent on to the owner's queue
     STALE = "stale"  # the job was issued for an older epoch: change nothing
@@ -61,18 +62,27 @@ def route_job(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) ->
             return Routing(Verdict.GONE, reason="session no longer exists")
         issued = job_epoch(job)
         if issued is not None and issued < session.epoch:
-            return Routing(Verdict.STALE, session.epoch, session.worker_id,
-                           f"stale job: issued for epoch {issued}, session is at epoch {session.epoch}")
+            return Routing(
+                Verdict.STALE,
+                session.epoch,
+                session.worker_id,
+                f"stale job: issued for epoch {issued}, session is at epoch {session.epoch}",
+            )
         owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
         if not is_alive(owner, lease):
             owner = choose_worker(uow.db, lease)
             if owner is None:
-                return Routing(Verdict.NO_WORKER, session.epoch, None,
-                               "no live worker with free capacity")
+                return Routing(Verdict.NO_WORKER, session.epoch, None, "no live worker with free capacity")
             previous = session.worker_id
             session.worker_id, session.epoch = owner.id, session.epoch + 1
-            log.info("session %s of company %s placed on worker %s (epoch %d, was %s)",
-                     session.id, session.company_id, owner.id, session.epoch, previous or "none")
+            log.info(
+                "session %s of company %s placed on worker %s (epoch %d, was %s)",
+                session.id,
+                session.company_id,
+                owner.id,
+                session.epoch,
+                previous or "none",
+            )
         job.params = json.dumps({**job.params_dict, "epoch": session.epoch})
         if owner.id == me:
             uow.commit()
@@ -89,8 +99,9 @@ def route_job(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) ->
 def owns(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int) -> bool:
     """Whether ``worker_id`` still owns ``session_id`` at ``epoch``."""
     with uow:
-        row = uow.db.execute(select(WhatsappSession.worker_id, WhatsappSession.epoch)
-                             .where(WhatsappSession.id == session_id)).first()
+        row = uow.db.execute(
+            select(WhatsappSession.worker_id, WhatsappSession.epoch).where(WhatsappSession.id == session_id)
+        ).first()
     return row is not None and tuple(row) == (worker_id, epoch)
 
 
@@ -100,19 +111,23 @@ def _should_be_live():
     # until someone starts them: restoring a conflict would steal the phone back.
     return WhatsappSession.status.in_(
         [SessionStatus.CONNECTING.value, SessionStatus.QRCODE.value, SessionStatus.CONNECTED.value]
-    ) | ((WhatsappSession.status == SessionStatus.DISCONNECTED.value)
-         & WhatsappSession.auth_state_updated_at.is_not(None)
-         & WhatsappSession.last_error.is_(None))
+    ) | (
+        (WhatsappSession.status == SessionStatus.DISCONNECTED.value)
+        & WhatsappSession.auth_state_updated_at.is_not(None)
+        & WhatsappSession.last_error.is_(None)
+    )
 
 
 def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]]:
     """Active sessions owned by ``worker_id`` that should have a live browser."""
     with uow:
-        rows = uow.db.execute(select(WhatsappSession.id, WhatsappSession.epoch).where(
-            WhatsappSession.worker_id == worker_id,
-            WhatsappSession.is_active.is_(True),
-            _should_be_live(),
-        ))
+        rows = uow.db.execute(
+            select(WhatsappSession.id, WhatsappSession.epoch).where(
+                WhatsappSession.worker_id == worker_id,
+                WhatsappSession.is_active.is_(True),
+                _should_be_live(),
+            )
+        )
         return [(session_id, epoch) for session_id, epoch in rows]
 
 
@@ -130,22 +145,29 @@ def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappS
         return list(uow.db.scalars(query))
 
 
-def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher,
-                     sessions: list[WhatsappSession]) -> list[str]:
+def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher, sessions: list[WhatsappSession]) -> list[str]:
     """Enqueue a start job on ``control`` for each session (placed when it runs)."""
     from shared.services.jobs import enqueue
 
     job_ids = []
     for session in sessions:
         with uow:
-            job = enqueue(uow, publisher, kind=JobKind.START, queue=CONTROL_QUEUE,
-                          company_id=session.company_id, session_id=session.id)
+            job = enqueue(
+                uow,
+                publisher,
+                kind=JobKind.START,
+                queue=CONTROL_QUEUE,
+                company_id=session.company_id,
+                session_id=session.id,
+            )
             job_ids.append(job.id)
     return job_ids
 
 
 def fence(session_id: str, worker_id: str, epoch: int):
     """An UPDATE on ``session_id`` that matches only while ``worker_id`` owns it at ``epoch``."""
-    return update(WhatsappSession).where(WhatsappSession.id == session_id,
-                                         WhatsappSession.worker_id == worker_id,
-                                         WhatsappSession.epoch == epoch)
+    return update(WhatsappSession).where(
+        WhatsappSession.id == session_id,
+        WhatsappSession.worker_id == worker_id,
+        WhatsappSession.epoch == epoch,
+    )

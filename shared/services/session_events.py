@@ -4,6 +4,7 @@ Each write is one conditional UPDATE that matches only while the writing worker 
 owns the session at the epoch it started it with; a worker that lost the session
 (reassigned while it was partitioned, a duplicated job) changes nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,12 +34,20 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     if event == "authenticated":
         return {"status": SessionStatus.CONNECTED.value, "qr_code": None, "last_error": None}
     if event == "ready":
-        return {"status": SessionStatus.CONNECTED.value, "qr_code": None, "last_error": None,
-                "phone_number": payload.get("phone_number"), "push_name": payload.get("push_name"),
-                "last_seen": utcnow()}
+        return {
+            "status": SessionStatus.CONNECTED.value,
+            "qr_code": None,
+            "last_error": None,
+            "phone_number": payload.get("phone_number"),
+            "push_name": payload.get("push_name"),
+            "last_seen": utcnow(),
+        }
     if event == "auth_failure":
-        return {"status": SessionStatus.ERROR.value, "qr_code": None,
-                "last_error": payload.get("reason") or "authentication failed"}
+        return {
+            "status": SessionStatus.ERROR.value,
+            "qr_code": None,
+            "last_error": payload.get("reason") or "authentication failed",
+        }
     if event == "disconnected":
         reason = payload.get("reason") or "disconnected"
         changes: dict[str, Any] = {"status": SessionStatus.DISCONNECTED.value, "qr_code": None}
@@ -51,8 +60,9 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def apply_event(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, event: str,
-                payload: dict[str, Any]) -> bool:
+def apply_event(
+    uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, event: str, payload: dict[str, Any]
+) -> bool:
     """Write what ``event`` means for the session; ``False`` if fenced out or no-op."""
     changes = event_changes(event, payload)
     if changes is None:
@@ -62,16 +72,26 @@ def apply_event(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, ev
         uow.commit()
     applied = result.rowcount == 1
     if applied:
-        log.info("session %s: %s -> %s%s", session_id, event, changes["status"],
-                 f" ({changes['last_error']})" if changes.get("last_error") else "")
+        log.info(
+            "session %s: %s -> %s%s",
+            session_id,
+            event,
+            changes["status"],
+            f" ({changes['last_error']})" if changes.get("last_error") else "",
+        )
     else:
-        log.warning("session %s: %s from worker %s epoch %d fenced out", session_id, event,
-                    worker_id, epoch)
+        log.warning("session %s: %s from worker %s epoch %d fenced out", session_id, event, worker_id, epoch)
     return applied
 
 
-def set_memory_status(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int,
-                      status: MemoryStatus | str, error: str | None = None) -> bool:
+def set_memory_status(
+    uow: UnitOfWork,
+    session_id: str,
+    worker_id: str,
+    epoch: int,
+    status: MemoryStatus | str,
+    error: str | None = None,
+) -> bool:
     """Write a worker-memory status (through the one mapping), fenced."""
     changes: dict[str, Any] = {"status": to_database(status).value}
     if error is not None:
@@ -84,12 +104,12 @@ def set_memory_status(uow: UnitOfWork, session_id: str, worker_id: str, epoch: i
     return result.rowcount == 1
 
 
-def save_login_state(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int,
-                     archive: bytes) -> bool:
+def save_login_state(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, archive: bytes) -> bool:
     """Store the session's login-state archive (already encrypted), fenced."""
     with uow:
-        result = uow.db.execute(fence(session_id, worker_id, epoch).values(
-            auth_state=archive, auth_state_updated_at=utcnow()))
+        result = uow.db.execute(
+            fence(session_id, worker_id, epoch).values(auth_state=archive, auth_state_updated_at=utcnow())
+        )
         uow.commit()
     if result.rowcount == 1:
         log.info("session %s: login state saved (%d bytes)", session_id, len(archive))
@@ -106,12 +126,19 @@ def deactivate(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, pur
     """After a remove: mark the row inactive and stopped, or delete it when purging."""
     with uow:
         if purge:
-            result = uow.db.execute(delete(WhatsappSession).where(
-                WhatsappSession.id == session_id, WhatsappSession.worker_id == worker_id,
-                WhatsappSession.epoch == epoch))
+            result = uow.db.execute(
+                delete(WhatsappSession).where(
+                    WhatsappSession.id == session_id,
+                    WhatsappSession.worker_id == worker_id,
+                    WhatsappSession.epoch == epoch,
+                )
+            )
         else:
-            result = uow.db.execute(fence(session_id, worker_id, epoch).values(
-                is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None))
+            result = uow.db.execute(
+                fence(session_id, worker_id, epoch).values(
+                    is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None
+                )
+            )
         uow.commit()
     return result.rowcount == 1
 

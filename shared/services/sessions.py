@@ -3,6 +3,7 @@
 Every function takes the caller's ``company_id`` and never looks outside it: another
 company's session is reported exactly like a missing one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.errors import Conflict, NotFound
 from shared.jobs import JobKind, JobPublisher
-from shared.models import Job, Worker, WhatsappSession
+from shared.models import Job, WhatsappSession, Worker
 from shared.services.jobs import enqueue, recent_jobs
 from shared.services.workers import is_alive
 from shared.statuses import SessionStatus
@@ -78,32 +79,69 @@ def queue_for_session(db: DbSession, session: WhatsappSession, lease_seconds: fl
     return CONTROL_QUEUE
 
 
-def create_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
-                   config: dict[str, Any] | None = None) -> SessionJob:
+def _enqueue_for_session(
+    uow: UnitOfWork, publisher: JobPublisher, session: WhatsappSession, kind: JobKind, **params: Any
+) -> Job:
+    """Enqueue a job for ``session`` on its owner's queue, pinned to its current epoch."""
+    return enqueue(
+        uow,
+        publisher,
+        kind=kind,
+        queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
+        company_id=session.company_id,
+        session_id=session.id,
+        params={**params, "epoch": session.epoch},
+    )
+
+
+def create_session(
+    uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str, config: dict[str, Any] | None = None
+) -> SessionJob:
     """Create a session and enqueue its assignment to a worker."""
     check_session_name(name)
     config_text = encode_config(config or {})
     with uow:
-        exists = uow.db.scalar(select(WhatsappSession.id).where(
-            WhatsappSession.company_id == company_id, WhatsappSession.name == name))
+        exists = uow.db.scalar(
+            select(WhatsappSession.id).where(
+                WhatsappSession.company_id == company_id, WhatsappSession.name == name
+            )
+        )
         if exists:
             raise Conflict(f"session {name!r} already exists")
-        session = WhatsappSession(company_id=company_id, name=name, config=config_text,
-                                  status=SessionStatus.DISCONNECTED.value, is_active=True, epoch=0)
+        session = WhatsappSession(
+            company_id=company_id,
+            name=name,
+            config=config_text,
+            status=SessionStatus.DISCONNECTED.value,
+            is_active=True,
+            epoch=0,
+        )
         uow.db.add(session)
         try:
             uow.db.flush()
         except IntegrityError as exc:  # a concurrent create of the same name won the race
             raise Conflict(f"session {name!r} already exists") from exc
-        job = enqueue(uow, publisher, kind=JobKind.CREATE, queue=CONTROL_QUEUE,
-                      company_id=company_id, session_id=session.id)
+        job = enqueue(
+            uow,
+            publisher,
+            kind=JobKind.CREATE,
+            queue=CONTROL_QUEUE,
+            company_id=company_id,
+            session_id=session.id,
+        )
         log.info("session %s (%s) created for company %s", session.id, name, company_id)
         return SessionJob(session, job)
 
 
-def find_all_by_company(uow: UnitOfWork, company_id: str, *, status: str | None = None,
-                        is_active: bool | None = None, page: int = 1,
-                        per_page: int = 20) -> SessionPage:
+def find_all_by_company(
+    uow: UnitOfWork,
+    company_id: str,
+    *,
+    status: str | None = None,
+    is_active: bool | None = None,
+    page: int = 1,
+    per_page: int = 20,
+) -> SessionPage:
     """A page of the company's sessions, newest first, optionally filtered."""
     with uow:
         conditions = [WhatsappSession.company_id == company_id]
@@ -112,11 +150,15 @@ def find_all_by_company(uow: UnitOfWork, company_id: str, *, status: str | None 
         if is_active is not None:
             conditions.append(WhatsappSession.is_active.is_(is_active))
         total = uow.db.scalar(select(func.count()).select_from(WhatsappSession).where(*conditions))
-        items = list(uow.db.scalars(
-            select(WhatsappSession).where(*conditions)
-            .order_by(WhatsappSession.created_at.desc(), WhatsappSession.id)
-            .offset((page - 1) * per_page).limit(per_page)
-        ))
+        items = list(
+            uow.db.scalars(
+                select(WhatsappSession)
+                .where(*conditions)
+                .order_by(WhatsappSession.created_at.desc(), WhatsappSession.id)
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            )
+        )
         return SessionPage(items=items, total=total or 0, page=page, per_page=per_page)
 
 
@@ -139,8 +181,9 @@ def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetai
         )
 
 
-def update_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
-                   changes: dict[str, Any]) -> SessionJob:
+def update_session(
+    uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str, changes: dict[str, Any]
+) -> SessionJob:
     """Rename, reconfigure, or (de)activate a session.
 
     Deactivating stops its browser; reactivating starts it again (each through a job).
@@ -149,8 +192,11 @@ def update_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, na
         session = find_session(uow.db, company_id, name, lock=True)
         if "name" in changes and changes["name"] != session.name:
             new_name = check_session_name(changes["name"])
-            taken = uow.db.scalar(select(WhatsappSession.id).where(
-                WhatsappSession.company_id == company_id, WhatsappSession.name == new_name))
+            taken = uow.db.scalar(
+                select(WhatsappSession.id).where(
+                    WhatsappSession.company_id == company_id, WhatsappSession.name == new_name
+                )
+            )
             if taken:
                 raise Conflict(f"session {new_name!r} already exists")
             session.name = new_name
@@ -166,40 +212,31 @@ def update_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, na
         job = None
         if activation:
             kind = JobKind.START if session.is_active else JobKind.STOP
-            job = enqueue(uow, publisher, kind=kind,
-                          queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                          company_id=company_id, session_id=session.id,
-                          params={"epoch": session.epoch})
+            job = _enqueue_for_session(uow, publisher, session, kind)
         else:
             uow.commit()
         log.info("session %s of company %s updated: %s", session.id, company_id, sorted(changes))
         return SessionJob(session, job)
 
 
-def remove_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str,
-                   purge: bool = False) -> SessionJob:
+def remove_session(
+    uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str, purge: bool = False
+) -> SessionJob:
     """Deactivate a session now and enqueue closing its browser (and purging the row)."""
     with uow:
         session = find_session(uow.db, company_id, name, lock=True)
         session.is_active = False
-        job = enqueue(uow, publisher, kind=JobKind.REMOVE,
-                      queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                      company_id=company_id, session_id=session.id,
-                      params={"purge": purge, "epoch": session.epoch})
+        job = _enqueue_for_session(uow, publisher, session, JobKind.REMOVE, purge=purge)
         return SessionJob(session, job)
 
 
-def restart_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str,
-                    name: str) -> SessionJob:
+def restart_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str) -> SessionJob:
     """Enqueue a full restart (close, clear local files, start from the stored login)."""
     with uow:
         session = find_session(uow.db, company_id, name, lock=True)
         if not session.is_active:
             raise Conflict(f"session {name!r} is inactive; set is_active=true to start it")
-        job = enqueue(uow, publisher, kind=JobKind.RESTART,
-                      queue=queue_for_session(uow.db, session, uow.settings.WORKER_LEASE),
-                      company_id=company_id, session_id=session.id,
-                      params={"epoch": session.epoch})
+        job = _enqueue_for_session(uow, publisher, session, JobKind.RESTART)
         return SessionJob(session, job)
 
 
@@ -216,8 +253,7 @@ def session_stats(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
     """Counts by status, active/inactive and per worker, from one aggregate query."""
     with uow:
         rows = uow.db.execute(
-            select(WhatsappSession.status, WhatsappSession.is_active,
-                   WhatsappSession.worker_id, func.count())
+            select(WhatsappSession.status, WhatsappSession.is_active, WhatsappSession.worker_id, func.count())
             .where(WhatsappSession.company_id == company_id)
             .group_by(WhatsappSession.status, WhatsappSession.is_active, WhatsappSession.worker_id)
         ).all()
@@ -231,5 +267,10 @@ def session_stats(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
         else:
             inactive += count
         by_worker[worker_id or "unassigned"] = by_worker.get(worker_id or "unassigned", 0) + count
-    return {"total": active + inactive, "active": active, "inactive": inactive,
-            "by_status": by_status, "by_worker": by_worker}
+    return {
+        "total": active + inactive,
+        "active": active,
+        "inactive": inactive,
+        "by_status": by_status,
+        "by_worker": by_worker,
+    }

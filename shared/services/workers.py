@@ -1,21 +1,21 @@
 """The worker registry: registration, heartbeats, liveness and placement."""
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import queue_for_worker
-from shared.models import Worker, WhatsappSession, utcnow
+from shared.models import WhatsappSession, Worker, utcnow
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 
-def register_worker(uow: UnitOfWork, worker_id: str, *, hostname: str, pid: int,
-                    capacity: int) -> None:
+def register_worker(uow: UnitOfWork, worker_id: str, *, hostname: str, pid: int, capacity: int) -> None:
     """Record that ``worker_id`` started (or restarted) and is alive now."""
     with uow:
         worker = uow.db.get(Worker, worker_id)
@@ -52,7 +52,7 @@ def mark_stopped(uow: UnitOfWork, worker_id: str) -> None:
 def _aware(moment: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes even for timezone-aware columns.
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -67,8 +67,9 @@ def is_alive(worker: Worker | None, lease_seconds: float, now: datetime | None =
 def live_workers(db: DbSession, lease_seconds: float, lock: bool = False) -> list[Worker]:
     """Every worker whose heartbeat is within the lease (row-locked when ``lock``)."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
-    query = (select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
-             .order_by(Worker.id))
+    query = (
+        select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff).order_by(Worker.id)
+    )
     return list(db.scalars(query.with_for_update() if lock else query))
 
 

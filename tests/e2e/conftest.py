@@ -1,13 +1,14 @@
 """End-to-end fixtures: PostgreSQL only, the simulator, real worker processes, the API."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from tests.conftest import _truncate
 from shared.config import set_settings
+from tests.conftest import _truncate
 from tests.e2e.stack import WORKER_ENV, WorkerProcess, wait_until
 from tests.simulator import SimulatorControl, SimulatorServer
 
@@ -81,12 +82,14 @@ class Api:
             if current["status"] == status and all(current.get(k) == v for k, v in fields.items()):
                 return current
             return None
+
         return wait_until(probe, timeout, message=f"session {name} to be {status} {fields}")
 
     def wait_job(self, job_id: str, timeout: float = 60) -> dict:
         def probe():
             job = self.call("get", f"/jobs/{job_id}", 200).get_json()
             return job if job["status"] in ("succeeded", "failed") else None
+
         return wait_until(probe, timeout, message=f"job {job_id} to finish")
 
 

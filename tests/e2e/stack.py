@@ -3,6 +3,7 @@
 Workers are started as ``python -m workers`` subprocesses against the run's PostgreSQL
 database and Redis key prefix; they drive the system Chromium against the simulator.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from shared.config import Settings
 from shared.models import Worker
@@ -31,8 +33,9 @@ WORKER_ENV = {
 }
 
 
-def wait_until(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.2,
-               message: str = "condition") -> T:
+def wait_until(
+    probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, message: str = "condition"
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -63,8 +66,9 @@ def browser_pids(profile_root: Path) -> dict[int, str]:
 class WorkerProcess:
     """One real ZapHub Celery worker (``python -m workers``)."""
 
-    def __init__(self, worker_id: str, settings: Settings, wa_url: str, root: Path,
-                 capacity: int = 20) -> None:
+    def __init__(
+        self, worker_id: str, settings: Settings, wa_url: str, root: Path, capacity: int = 20
+    ) -> None:
         self.worker_id = worker_id
         self.settings = settings
         self.sessions_dir = root / f"sessions-{worker_id}"
@@ -83,13 +87,17 @@ class WorkerProcess:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "WorkerProcess":
+    def start(self, timeout: float = 60) -> WorkerProcess:
         """Start the worker and wait until it heartbeats."""
         started_at = time.time()
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "workers", "--loglevel=INFO"],
-                                        env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--loglevel=INFO"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
 
         def registered() -> bool:
@@ -97,8 +105,9 @@ class WorkerProcess:
                 raise AssertionError(f"worker {self.worker_id} exited:\n{self.log_tail()}")
             with UnitOfWork(self.settings) as uow:
                 worker = uow.db.get(Worker, self.worker_id)
-                return bool(worker and worker.started_at.timestamp() >= started_at - 1
-                            and is_alive(worker, 4))
+                return bool(
+                    worker and worker.started_at.timestamp() >= started_at - 1 and is_alive(worker, 4)
+                )
 
         wait_until(registered, timeout, message=f"worker {self.worker_id} to register")
         return self

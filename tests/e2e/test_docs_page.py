@@ -1,4 +1,5 @@
 """Swagger UI at /docs works with no internet: headless Chromium sees the operations."""
+
 from __future__ import annotations
 
 from playwright.sync_api import sync_playwright
@@ -10,8 +11,9 @@ from workers.browser.runtime import CHROMIUM_ARGS, find_chromium
 def test_docs_page_lists_the_operations_offline(app):
     requested: list[str] = []
     with LiveServer(app) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True,
-                                             args=list(CHROMIUM_ARGS))
+        browser = playwright.chromium.launch(
+            executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
+        )
         try:
             page = browser.new_page()
             page.on("request", lambda request: requested.append(request.url))
@@ -22,9 +24,18 @@ def test_docs_page_lists_the_operations_offline(app):
         finally:
             browser.close()
     assert "ZapHub" in title
-    expected = {"/session", "/session/stats", "/session/cleanup", "/session/sync",
-                "/session/{name}", "/session/{name}/details", "/session/{name}/restart",
-                "/session/{name}/qr", "/jobs/{job_id}", "/health"}
+    expected = {
+        "/session",
+        "/session/stats",
+        "/session/cleanup",
+        "/session/sync",
+        "/session/{name}",
+        "/session/{name}/details",
+        "/session/{name}/restart",
+        "/session/{name}/qr",
+        "/jobs/{job_id}",
+        "/health",
+    }
     assert expected <= {p.replace("\u200b", "") for p in paths}
     assert requested and all(url.startswith(server.url) for url in requested)
 

@@ -1,4 +1,5 @@
 """Faults and races through the real stack: crashes, fencing, concurrent restarts, endings."""
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,15 @@ def test_a_job_with_an_old_epoch_changes_nothing(api, sim, start_worker, setting
         uow.commit()
     publisher = CeleryPublisher(create_celery(settings))
     with UnitOfWork(settings) as uow:
-        stale = enqueue(uow, publisher, kind=JobKind.REMOVE, queue="worker.w1",
-                        company_id=tenant.company_id, session_id=session["id"],
-                        params={"epoch": session["epoch"], "purge": True})
+        stale = enqueue(
+            uow,
+            publisher,
+            kind=JobKind.REMOVE,
+            queue="worker.w1",
+            company_id=tenant.company_id,
+            session_id=session["id"],
+            params={"epoch": session["epoch"], "purge": True},
+        )
     result = api.wait_job(stale.id)
     assert result["status"] == "failed" and "stale job" in result["error"]
     after = api.session("vendas")
@@ -129,5 +136,6 @@ def test_conflicting_session_ends_disconnected_with_the_reason(api, sim, start_w
     sim.conflict(PHONE)
     ended = api.wait_status("vendas", "DISCONNECTED")
     assert ended["last_error"] == "conflict"
+    wait_until(lambda: worker.browsers() == {}, 20, message="context closed")
     time.sleep(3)  # not restored behind the other session's back
     assert api.session("vendas")["status"] == "DISCONNECTED"

@@ -15,6 +15,7 @@ import pytest
 
 from shared.login_state import LoginStateError
 from tests.e2e.runtime_fixtures import CLOCK_SCALE, SECRET, EventLog, link
+from tests.e2e.stack import browser_pids
 from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser import BrowserRuntime
 from workers.whatsapp.sessions import SessionManager
@@ -68,19 +69,9 @@ def manager(runtime, simulator, events, tmp_path_factory) -> Iterator[SessionMan
 
 def _browser_processes(mgr: SessionManager, sid: str) -> int:
     """How many Chromium *browser* processes run this session's profile."""
-    flag = f"--user-data-dir={mgr.profile_dir(sid)}".encode()
-    count = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if flag in args and not any(a.startswith(b"--type=") for a in args):
-            count += 1
-    return count
+    return sum(
+        1 for profile in browser_pids(mgr.sessions_dir).values() if profile == str(mgr.profile_dir(sid))
+    )
 
 
 def _wait_status(mgr: SessionManager, sid: str, status: str, timeout: float = 30) -> dict:
@@ -244,9 +235,7 @@ def test_offline_banner_keeps_status(manager, simulator, events, caplog):
 def test_qr_timeout_after_max_rotations(runtime, simulator, tmp_path):
     server, control = simulator
     log = EventLog()
-    mgr = SessionManager(
-        runtime, tmp_path, server.url, log, qr_max_rotations=2, login_state_secret=SECRET
-    )
+    mgr = SessionManager(runtime, tmp_path, server.url, log, qr_max_rotations=2, login_state_secret=SECRET)
     control.clock(40)  # first ref 1.5 s, then 0.5 s each
     try:
         mgr.start("zeta")

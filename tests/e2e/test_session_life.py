@@ -1,4 +1,5 @@
 """A session's whole life through the real stack: API → Redis → worker → Chromium → simulator."""
+
 from __future__ import annotations
 
 import io
@@ -85,8 +86,9 @@ def test_lost_worker_sessions_move_to_a_live_worker_without_a_scan(api, sim, sta
     first.kill()  # no goodbye: nothing saved at shutdown, heartbeat stops
 
     second = start_worker("w2")  # a fresh machine: its own, empty sessions folder
-    wait_until(lambda: api.call("get", "/health").get_json()["workers"] == ["w2"], 20,
-               message="w1's lease to expire")
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == ["w2"], 20, message="w1's lease to expire"
+    )
     sync = api.call("post", "/session/sync", 202).get_json()
     assert api.wait_job(sync["id"])["result"]["orphans_requeued"] == 1
     moved = api.wait_status("vendas", "CONNECTED", worker_id="w2")

@@ -19,18 +19,12 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.simulator import ControlError, SimulatorControl, SimulatorServer
+from workers.browser.runtime import CHROMIUM_ARGS, find_chromium
 
 pytestmark = pytest.mark.timeout(90)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = find_chromium()
+ARGS = list(CHROMIUM_ARGS)
 QR = "div[data-ref] canvas"
 MAIN = "#pane-side div[aria-label='Chat list'][role='grid']"
 IDLE_BUTTON = "div[data-ref] > span > button"
@@ -79,9 +73,7 @@ def open_profile(pw: Playwright, profile: Path) -> BrowserContext:
     )
 
 
-def copy_login(
-    src: Path, dst: Path, parts: tuple[str, ...] = ("IndexedDB", "Local Storage")
-) -> None:
+def copy_login(src: Path, dst: Path, parts: tuple[str, ...] = ("IndexedDB", "Local Storage")) -> None:
     """Copy only the given storage folders of a closed profile into a fresh one."""
     for part in parts:
         shutil.copytree(src / "Default" / part, dst / "Default" / part)
@@ -259,9 +251,7 @@ def test_profile_copy_restores_but_storage_state_does_not(
     assert control.device(PHONE)["linked"] is True  # the failure was purely client-side
 
 
-def test_logout_from_phone(
-    pw: Playwright, control: SimulatorControl, server, tmp_path: Path
-) -> None:
+def test_logout_from_phone(pw: Playwright, control: SimulatorControl, server, tmp_path: Path) -> None:
     profile = tmp_path / "profile"
     ctx = open_profile(pw, profile)
     link(ctx.pages[0] if ctx.pages else ctx.new_page(), control, server.url)
@@ -341,9 +331,7 @@ def test_offline_banner(page: Page, control: SimulatorControl, server) -> None:
     assert page.locator(MAIN).is_visible()
 
 
-def test_boot_while_offline_waits_on_loading_screen(
-    page: Page, control: SimulatorControl, server
-) -> None:
+def test_boot_while_offline_waits_on_loading_screen(page: Page, control: SimulatorControl, server) -> None:
     control.offline(True)
     page.goto(server.url)
     page.wait_for_selector("#initial_startup progress", timeout=5_000)

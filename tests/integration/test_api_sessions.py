@@ -1,4 +1,5 @@
 """The session routes against a real database (SQLite and PostgreSQL) and real Redis."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,7 +34,8 @@ def test_create_returns_202_with_session_and_queued_job(client, tenant, redis_cl
     assert body["job"]["status"] == "queued"
     assert body["job"]["queue"] == CONTROL_QUEUE
     assert [(m.task, m.args) for m in published(redis_client, broker_prefix, CONTROL_QUEUE)] == [
-        ("zaphub.session.assign", [body["job"]["id"]])]
+        ("zaphub.session.assign", [body["job"]["id"]])
+    ]
     job = client.get(f"/jobs/{body['job']['id']}", headers=tenant.agent)
     assert job.status_code == 200 and job.get_json()["session_id"] == body["id"]
 
@@ -76,8 +78,9 @@ def test_stats_counts_by_status_activity_and_worker(client, tenant, other_tenant
         create(client, tenant, name=name)
     create(client, other_tenant, name="a")
     with UnitOfWork(settings) as uow:
-        for row in uow.db.scalars(select(WhatsappSession).where(
-                WhatsappSession.company_id == tenant.company_id)):
+        for row in uow.db.scalars(
+            select(WhatsappSession).where(WhatsappSession.company_id == tenant.company_id)
+        ):
             if row.name == "a":
                 row.status, row.worker_id = "CONNECTED", "w1"
             if row.name == "b":
@@ -99,8 +102,9 @@ def test_get_details_and_update(client, tenant):
     assert details["owner"] is None and details["owner_alive"] is False
     assert [j["kind"] for j in details["jobs"]] == ["create"]
 
-    renamed = client.patch("/session/vendas", json={"name": "suporte", "config": {"k": 1}},
-                           headers=tenant.admin)
+    renamed = client.patch(
+        "/session/vendas", json={"name": "suporte", "config": {"k": 1}}, headers=tenant.admin
+    )
     assert renamed.status_code == 200
     assert renamed.get_json()["name"] == "suporte" and renamed.get_json()["config"] == {"k": 1}
     assert renamed.get_json()["job"] is None
@@ -123,15 +127,16 @@ def test_deactivate_enqueues_stop_and_reactivate_enqueues_start(client, tenant, 
     on = client.patch("/session/vendas", json={"is_active": True}, headers=tenant.admin).get_json()
     assert on["job"]["kind"] == "start"
     assert [m.task for m in published(redis_client, broker_prefix, CONTROL_QUEUE)] == [
-        "zaphub.session.stop", "zaphub.session.start"]
+        "zaphub.session.stop",
+        "zaphub.session.start",
+    ]
 
 
 def test_jobs_go_to_the_live_owner_queue(client, tenant, settings, redis_client, broker_prefix):
     create(client, tenant)
     with UnitOfWork(settings) as uow:
         uow.db.add(Worker(id="w1", queue="worker.w1", capacity=5, heartbeat_at=utcnow()))
-        uow.db.add(Worker(id="w2", queue="worker.w2", capacity=5,
-                          heartbeat_at=utcnow().replace(year=2000)))
+        uow.db.add(Worker(id="w2", queue="worker.w2", capacity=5, heartbeat_at=utcnow().replace(year=2000)))
         row = uow.db.scalar(select(WhatsappSession))
         row.worker_id = "w1"
         uow.commit()

@@ -1,4 +1,5 @@
 """Authentication, roles and tenant isolation on every route."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,12 +42,14 @@ def acme_session(client, tenant, settings):
 
 @pytest.mark.parametrize("method,path,body", SESSION_ROUTES)
 def test_other_company_gets_404_exactly_like_a_missing_session(
-        client, tenant, other_tenant, acme_session, method, path, body):
+    client, tenant, other_tenant, acme_session, method, path, body
+):
     foreign = getattr(client, method)(path.format(name="vendas"), json=body, headers=other_tenant.admin)
     missing = getattr(client, method)(path.format(name="nosuch"), json=body, headers=other_tenant.admin)
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.get_json()["message"].replace("vendas", "X") == \
-        missing.get_json()["message"].replace("nosuch", "X")
+    assert foreign.get_json()["message"].replace("vendas", "X") == missing.get_json()["message"].replace(
+        "nosuch", "X"
+    )
     assert b"secret" not in foreign.data
 
 
@@ -67,7 +70,9 @@ def test_other_company_cannot_read_a_job(client, tenant, other_tenant, acme_sess
     assert foreign.status_code == missing.status_code == 404
 
 
-def test_foreign_session_is_untouched_by_other_companys_writes(client, tenant, other_tenant, acme_session, settings):
+def test_foreign_session_is_untouched_by_other_companys_writes(
+    client, tenant, other_tenant, acme_session, settings
+):
     for method, path, body in SESSION_ROUTES:
         getattr(client, method)(path.format(name="vendas"), json=body, headers=other_tenant.admin)
     with UnitOfWork(settings) as uow:
@@ -75,11 +80,19 @@ def test_foreign_session_is_untouched_by_other_companys_writes(client, tenant, o
         assert row.is_active is True and row.config == "{}"
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", "/session"), ("post", "/session"), ("get", "/session/stats"),
-    ("get", "/session/cleanup"), ("post", "/session/cleanup"), ("post", "/session/sync"),
-    ("get", "/session/vendas"), ("get", "/jobs/abc"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/session"),
+        ("post", "/session"),
+        ("get", "/session/stats"),
+        ("get", "/session/cleanup"),
+        ("post", "/session/cleanup"),
+        ("post", "/session/sync"),
+        ("get", "/session/vendas"),
+        ("get", "/jobs/abc"),
+    ],
+)
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic abc", "bearer  "])
 def test_requests_without_a_valid_token_are_401(client, tenant, method, path, header):
     headers = {"Authorization": header} if header is not None else {}
@@ -110,14 +123,17 @@ def test_tokens_are_stored_hashed(tenant, settings):
     assert accounts.hash_token(tenant.admin_token) in stored
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("post", "/session", {"name": "x"}),
-    ("patch", "/session/vendas", {"is_active": False}),
-    ("delete", "/session/vendas", None),
-    ("post", "/session/vendas/restart", None),
-    ("post", "/session/cleanup", None),
-    ("post", "/session/sync", None),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("post", "/session", {"name": "x"}),
+        ("patch", "/session/vendas", {"is_active": False}),
+        ("delete", "/session/vendas", None),
+        ("post", "/session/vendas/restart", None),
+        ("post", "/session/cleanup", None),
+        ("post", "/session/sync", None),
+    ],
+)
 def test_agents_may_not_change_anything(client, tenant, acme_session, settings, method, path, body):
     response = getattr(client, method)(path, json=body, headers=tenant.agent)
     assert response.status_code == 403
@@ -126,7 +142,8 @@ def test_agents_may_not_change_anything(client, tenant, acme_session, settings, 
         assert uow.db.get(WhatsappSession, acme_session["id"]).is_active is True
 
 
-@pytest.mark.parametrize("path", ["/session", "/session/stats", "/session/cleanup",
-                                  "/session/vendas", "/session/vendas/details"])
+@pytest.mark.parametrize(
+    "path", ["/session", "/session/stats", "/session/cleanup", "/session/vendas", "/session/vendas/details"]
+)
 def test_agents_may_read(client, tenant, acme_session, path):
     assert client.get(path, headers=tenant.agent).status_code == 200

@@ -1,4 +1,5 @@
 """The Alembic migrations build the same schema as the models, and go down cleanly."""
+
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
@@ -27,6 +28,14 @@ def test_downgrade_to_base_and_back(tmp_path):
     engine.dispose()
     upgrade(url)
     engine = make_engine(url)
-    assert {"companies", "users", "whatsapp_sessions", "jobs", "workers", "messages",
-            "contacts", "tickets"} <= set(inspect(engine).get_table_names())
+    assert {
+        "companies",
+        "users",
+        "whatsapp_sessions",
+        "jobs",
+        "workers",
+        "messages",
+        "contacts",
+        "tickets",
+    } <= set(inspect(engine).get_table_names())
     engine.dispose()

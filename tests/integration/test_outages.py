@@ -1,4 +1,5 @@
 """Broker and database outages: 503 with a clear message, and nothing half-written."""
+
 from __future__ import annotations
 
 import socket
@@ -26,8 +27,10 @@ def broker_down_client(settings):
 
 def counts(settings) -> tuple[int, int]:
     with UnitOfWork(settings) as uow:
-        return (uow.db.scalar(select(func.count()).select_from(WhatsappSession)),
-                uow.db.scalar(select(func.count()).select_from(Job)))
+        return (
+            uow.db.scalar(select(func.count()).select_from(WhatsappSession)),
+            uow.db.scalar(select(func.count()).select_from(Job)),
+        )
 
 
 def test_create_with_broker_down_is_503_and_writes_nothing(broker_down_client, tenant, settings):
@@ -37,16 +40,20 @@ def test_create_with_broker_down_is_503_and_writes_nothing(broker_down_client, t
     assert counts(settings) == (0, 0)
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("post", "/session/vendas/restart", None),
-    ("delete", "/session/vendas", None),
-    ("delete", "/session/vendas?purge=true", None),
-    ("patch", "/session/vendas", {"is_active": False}),
-    ("post", "/session/cleanup", None),
-    ("post", "/session/sync", None),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("post", "/session/vendas/restart", None),
+        ("delete", "/session/vendas", None),
+        ("delete", "/session/vendas?purge=true", None),
+        ("patch", "/session/vendas", {"is_active": False}),
+        ("post", "/session/cleanup", None),
+        ("post", "/session/sync", None),
+    ],
+)
 def test_every_enqueueing_route_is_503_and_changes_nothing(
-        client, broker_down_client, tenant, settings, redis_client, broker_prefix, method, path, body):
+    client, broker_down_client, tenant, settings, redis_client, broker_prefix, method, path, body
+):
     from tests.broker_inspect import drain
 
     assert client.post("/session", json={"name": "vendas"}, headers=tenant.admin).status_code == 202
@@ -77,8 +84,7 @@ def test_health_with_broker_down_is_503(broker_down_client):
 
 
 def test_database_down_is_503(settings):
-    down = settings.with_overrides(
-        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/nothing")
+    down = settings.with_overrides(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/nothing")
     client = create_app(down).test_client()
     response = client.get("/session", headers={"Authorization": "Bearer zh_whatever"})
     assert response.status_code == 503

@@ -1,4 +1,5 @@
 """Domain services called directly: jobs, workers, cleanup (both databases)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -81,24 +82,34 @@ def test_choose_worker_prefers_least_loaded_live_worker_under_capacity(uow, tena
 def test_cleanup_applies_exactly_what_the_preview_promised(uow, tenant, other_tenant):
     old = utcnow() - timedelta(days=400)
     with UnitOfWork(uow.settings) as u:
-        u.db.add_all([
-            WhatsappSession(company_id=tenant.company_id, name="gone", is_active=False, updated_at=old),
-            WhatsappSession(company_id=tenant.company_id, name="kept", is_active=True, updated_at=old),
-            WhatsappSession(company_id=tenant.company_id, name="stale-qr", status="CONNECTED",
-                            qr_code="2@x"),
-            WhatsappSession(company_id=other_tenant.company_id, name="gone", is_active=False,
-                            updated_at=old),
-            Job(company_id=tenant.company_id, kind="create", status="queued", created_at=old),
-        ])
+        u.db.add_all(
+            [
+                WhatsappSession(company_id=tenant.company_id, name="gone", is_active=False, updated_at=old),
+                WhatsappSession(company_id=tenant.company_id, name="kept", is_active=True, updated_at=old),
+                WhatsappSession(
+                    company_id=tenant.company_id, name="stale-qr", status="CONNECTED", qr_code="2@x"
+                ),
+                WhatsappSession(
+                    company_id=other_tenant.company_id, name="gone", is_active=False, updated_at=old
+                ),
+                Job(company_id=tenant.company_id, kind="create", status="queued", created_at=old),
+            ]
+        )
         u.commit()
     preview = maintenance.cleanup_preview(UnitOfWork(uow.settings), tenant.company_id)
-    assert preview == {"dry_run": True, "sessions_to_purge": 1, "purge_session_names": ["gone"],
-                       "stale_jobs": 1, "stale_qr_codes": 1}
+    assert preview == {
+        "dry_run": True,
+        "sessions_to_purge": 1,
+        "purge_session_names": ["gone"],
+        "stale_jobs": 1,
+        "stale_qr_codes": 1,
+    }
     applied = maintenance.apply_cleanup(UnitOfWork(uow.settings), tenant.company_id)
     assert applied == {**preview, "dry_run": False}
     with UnitOfWork(uow.settings) as u:
-        names = sorted((s.company_id == tenant.company_id, s.name)
-                       for s in u.db.scalars(select(WhatsappSession)))
+        names = sorted(
+            (s.company_id == tenant.company_id, s.name) for s in u.db.scalars(select(WhatsappSession))
+        )
         assert names == [(False, "gone"), (True, "kept"), (True, "stale-qr")]
         assert u.db.scalar(select(Job)).status == "failed"
         assert u.db.scalar(select(WhatsappSession).where(WhatsappSession.name == "stale-qr")).qr_code is None

@@ -1,7 +1,9 @@
 """Event writes are fenced by owner and epoch; events map to the documented columns."""
+
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.orm import undefer
 
 from shared.models import WhatsappSession
 from shared.services import session_events
@@ -20,15 +22,14 @@ def session_id(settings, tenant) -> str:
 
 def row(settings, session_id) -> WhatsappSession:
     with UnitOfWork(settings) as uow:
-        found = uow.db.get(WhatsappSession, session_id)
-        found.auth_state  # load the deferred blob while the session is open
-        return found
+        return uow.db.get(WhatsappSession, session_id, options=[undefer(WhatsappSession.auth_state)])
 
 
 @pytest.mark.parametrize("worker,epoch", [("w1", 2), ("w2", 3), ("w1", 4)])
 def test_writes_from_a_stale_owner_or_epoch_change_nothing(settings, session_id, worker, epoch):
-    assert not session_events.apply_event(UnitOfWork(settings), session_id, worker, epoch, "qr",
-                                          {"qr": "2@x"})
+    assert not session_events.apply_event(
+        UnitOfWork(settings), session_id, worker, epoch, "qr", {"qr": "2@x"}
+    )
     assert not session_events.save_login_state(UnitOfWork(settings), session_id, worker, epoch, b"s")
     assert not session_events.deactivate(UnitOfWork(settings), session_id, worker, epoch, purge=True)
     current = row(settings, session_id)
@@ -73,6 +74,7 @@ def test_restore_picks_sessions_meant_to_be_live(settings, tenant):
             fields = {"worker_id": "w1", **fields}
             if fields.get("auth_state"):
                 from shared.models import utcnow
+
                 fields["auth_state_updated_at"] = utcnow()
             uow.db.add(WhatsappSession(company_id=tenant.company_id, name=name, **fields))
         uow.commit()

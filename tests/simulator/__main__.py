@@ -19,9 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SimulatorServer(args.host, args.port, clock_scale=args.clock) as server:
-        print(
-            f"WhatsApp Web simulator on {server.url} (control: {server.url}_sim/state)", flush=True
-        )
+        print(f"WhatsApp Web simulator on {server.url} (control: {server.url}_sim/state)", flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:

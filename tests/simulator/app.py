@@ -116,9 +116,7 @@ def create_app(state: SimState | None = None) -> Flask:
         if not data.get("phone") or not data.get("from") or "body" not in data:
             raise SimError(400, "phone, from and body required")
         return jsonify(
-            sim.push_message(
-                str(data["phone"]), str(data["from"]), str(data["body"]), data.get("name")
-            )
+            sim.push_message(str(data["phone"]), str(data["from"]), str(data["body"]), data.get("name"))
         )
 
     @app.get("/_sim/messages")

@@ -51,9 +51,7 @@ class SimulatorControl:
         """The full ``/_sim/state`` document."""
         return self._call("GET", "/_sim/state")
 
-    def scan(
-        self, ref: str, phone: str | None = None, push_name: str | None = None
-    ) -> dict[str, Any]:
+    def scan(self, ref: str, phone: str | None = None, push_name: str | None = None) -> dict[str, Any]:
         """Scan ``ref`` with the fake phone; raises ControlError (410 expired, 404 unknown)."""
         payload: dict[str, Any] = {"ref": ref}
         if phone:
@@ -66,9 +64,7 @@ class SimulatorControl:
         """Log the linked device(s) of ``phone`` out from the phone."""
         return self._call("POST", "/_sim/logout", {"phone": phone})
 
-    def message(
-        self, phone: str, sender: str, body: str, name: str | None = None
-    ) -> dict[str, Any]:
+    def message(self, phone: str, sender: str, body: str, name: str | None = None) -> dict[str, Any]:
         """Push an incoming message from ``sender`` to ``phone``'s linked device."""
         payload: dict[str, Any] = {"phone": phone, "from": sender, "body": body}
         if name:

@@ -199,9 +199,7 @@ class SimState:
             pairings = []
             for p in self.pairings.values():
                 p.advance(now)
-                pairings.append(
-                    {"id": p.id, "ref": p.ref, "state": p.state, "refs_issued": len(p.refs)}
-                )
+                pairings.append({"id": p.id, "ref": p.ref, "state": p.state, "refs_issued": len(p.refs)})
             return {
                 "clock_scale": self.clock.scale,
                 "offline": self.offline,
@@ -251,9 +249,7 @@ class SimState:
                 d.conflict = True
             return len(targets)
 
-    def push_message(
-        self, phone: str, sender: str, body: str, name: str | None = None
-    ) -> dict[str, Any]:
+    def push_message(self, phone: str, sender: str, body: str, name: str | None = None) -> dict[str, Any]:
         """Deliver an incoming message from ``sender`` to the linked device of ``phone``."""
         with self._lock:
             targets = self._select(phone, None, linked_only=True)
@@ -341,11 +337,7 @@ class SimState:
 
     def _auth(self, device_id: str, token: str, page_id: str) -> Device:
         device = self.devices.get(device_id or "")
-        if (
-            device is None
-            or not device.linked
-            or not secrets.compare_digest(device.token, token or "")
-        ):
+        if device is None or not device.linked or not secrets.compare_digest(device.token, token or ""):
             raise SimError(401, "unlinked")
         device.pages[page_id] = time.monotonic()
         return device

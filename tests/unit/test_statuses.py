@@ -1,4 +1,5 @@
 """The status table maps every database status to a memory status and back."""
+
 import pytest
 
 from shared.statuses import (

@@ -1,4 +1,5 @@
 """Name and config rules, and settings read from the environment."""
+
 import pytest
 
 from shared.config import Settings, queue_for_worker
@@ -28,8 +29,15 @@ def test_config_must_be_a_small_object():
 
 
 def test_settings_from_environment_types_and_defaults():
-    settings = Settings.from_env({"WORKER_CAPACITY": "7", "HEARTBEAT_INTERVAL": "1.5",
-                                  "TESTING": "yes", "WORKER_ID": "w9", "REDIS_URL": ""})
+    settings = Settings.from_env(
+        {
+            "WORKER_CAPACITY": "7",
+            "HEARTBEAT_INTERVAL": "1.5",
+            "TESTING": "yes",
+            "WORKER_ID": "w9",
+            "REDIS_URL": "",
+        }
+    )
     assert settings.WORKER_CAPACITY == 7 and settings.HEARTBEAT_INTERVAL == 1.5
     assert settings.TESTING is True and settings.worker_queue == "worker.w9"
     assert settings.REDIS_URL == "redis://localhost:6379/0"

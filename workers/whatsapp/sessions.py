@@ -121,9 +121,7 @@ class SessionManager:
         self._check_id(session_id)
         self.runtime.submit(self._stop(session_id, reason), timeout)
 
-    def restart(
-        self, session_id: str, login_state: bytes | None = None, timeout: float = 120
-    ) -> None:
+    def restart(self, session_id: str, login_state: bytes | None = None, timeout: float = 120) -> None:
         """Close, delete the local profile folder, start again (from ``login_state``).
 
         Concurrent restarts of one session coalesce: a caller whose request was
@@ -300,15 +298,11 @@ class SessionManager:
                 await extra.close()
             s.page = page
             page.on("crash", lambda p: self._on_page_crash(s, ctx))
-            await page.goto(
-                self.wa_url, wait_until="domcontentloaded", timeout=wa.NAVIGATION_TIMEOUT * 1000
-            )
+            await page.goto(self.wa_url, wait_until="domcontentloaded", timeout=wa.NAVIGATION_TIMEOUT * 1000)
         except BaseException:
             await self._close_context(s)
             raise
-        driver = PageDriver(
-            s.session_id, page, lambda n, p: self._emit(s, n, p), self.qr_max_rotations
-        )
+        driver = PageDriver(s.session_id, page, lambda n, p: self._emit(s, n, p), self.qr_max_rotations)
         s.driver = driver
         s.watcher = asyncio.create_task(self._watch(s, ctx, driver), name=f"watch-{s.session_id}")
 
@@ -383,9 +377,7 @@ class SessionManager:
                 s.failures += 1
                 if s.failures > self.crash_restart_limit:
                     s.wanted = False
-                    log.error(
-                        "session %s: giving up after %d failed starts", s.session_id, s.failures - 1
-                    )
+                    log.error("session %s: giving up after %d failed starts", s.session_id, s.failures - 1)
                     self._emit(s, "auth_failure", {"reason": "repeated start failures"})
                     return
                 # Let the dead Chromium release the profile's singleton lock first.
