@@ -18,7 +18,8 @@ lint:
 	.venv/bin/ruff check api workers shared tests
 
 simulator:
-	.venv/bin/python -m tests.simulator --port 8765
+	bash scripts/bootstrap.sh
+	.venv/bin/python -m tests.simulator --port $${SIMULATOR_PORT:-8765}
 
 clean:
 	rm -rf .venv .zaphub sessions zaphub.db*

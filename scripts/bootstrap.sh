@@ -24,8 +24,13 @@ fi
 stamp="$VENV/.zaphub-installed"
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   say "installing ZapHub and its dependencies"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  mkdir -p .zaphub
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[dev]'; } \
+      > .zaphub/pip.log 2>&1; then
+    tail -n 30 .zaphub/pip.log >&2
+    echo "installing dependencies failed; full log in .zaphub/pip.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
