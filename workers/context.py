@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from shared import live_state
 from shared.config import Settings
 from shared.services import session_events
 from shared.uow import UnitOfWork
@@ -72,6 +73,14 @@ class WorkerContext:
         """Every session this worker runs, with its epoch."""
         with self._epochs_lock:
             return dict(self._epochs)
+
+    def publish_live_state(self, ttl: float) -> None:
+        """Share the memory state of every session this worker runs (for the API)."""
+        if self.manager is None:
+            return
+        states = {sid: state for sid in self.tracked() if (state := self.manager.status(sid))}
+        if states:
+            live_state.publish(self.settings, self.worker_id, states, ttl)
 
     def on_event(self, session_id: str, event: str, payload: dict[str, Any]) -> None:
         """Session-manager callback: write the event, fenced by this worker's epoch."""

@@ -32,6 +32,7 @@ class Heartbeat(threading.Thread):
         while not self._stop_event.wait(settings.HEARTBEAT_INTERVAL):
             try:
                 worker_services.heartbeat(self.ctx.uow(), self.ctx.worker_id)
+                self.ctx.publish_live_state(ttl=settings.HEARTBEAT_INTERVAL * 3)
                 now = time.monotonic()
                 if now >= next_sync:
                     next_sync = now + settings.SYNC_INTERVAL

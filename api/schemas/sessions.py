@@ -87,10 +87,25 @@ class WorkerSchema(Schema):
     capacity = fields.Integer(dump_only=True)
 
 
+class LiveStateSchema(Schema):
+    worker_id = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": "status in the worker's memory"})
+    live = fields.Boolean(dump_only=True, metadata={"description": "a browser context is open"})
+    phone_number = fields.String(dump_only=True, allow_none=True)
+    push_name = fields.String(dump_only=True, allow_none=True)
+    last_error = fields.String(dump_only=True, allow_none=True)
+
+
 class SessionDetailsSchema(Schema):
     session = fields.Nested(SessionSchema, dump_only=True)
     owner = fields.Nested(WorkerSchema, dump_only=True, allow_none=True)
     owner_alive = fields.Boolean(dump_only=True)
+    live = fields.Nested(
+        LiveStateSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "as the owner worker reports it; null when no worker runs it"},
+    )
     jobs = fields.List(fields.Nested(JobSchema), dump_only=True)
 
 

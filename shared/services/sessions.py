@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
+from shared import live_state
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.errors import Conflict, NotFound
 from shared.jobs import JobKind, JobPublisher
@@ -56,6 +57,7 @@ class SessionDetails:
     session: WhatsappSession
     owner: Worker | None
     owner_alive: bool
+    live: dict[str, Any] | None = None
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -169,7 +171,7 @@ def find_by_company(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSess
 
 
 def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetails:
-    """The session row, its owner worker and liveness, and its recent jobs."""
+    """The session row, its owner worker and liveness, its live state, and its recent jobs."""
     with uow:
         session = find_session(uow.db, company_id, name)
         owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
@@ -177,6 +179,7 @@ def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetai
             session=session,
             owner=owner,
             owner_alive=is_alive(owner, uow.settings.WORKER_LEASE),
+            live=live_state.read(uow.settings, session.id),
             jobs=recent_jobs(uow.db, session.id),
         )
 

@@ -44,6 +44,20 @@ def test_full_life(api, sim, start_worker):
     assert job["status"] == "succeeded" and job["worker_id"] == "w1"
     wait_until(lambda: api.session("vendas")["has_login_state"], 30, message="login state saved")
     scans = len(sim.state()["devices"])
+    details = wait_until(
+        lambda: (d := api.call("get", "/session/vendas/details", 200).get_json())["live"] and d,
+        10,
+        message="the worker's live state",
+    )
+    assert details["live"] == {
+        "worker_id": "w1",
+        "status": "connected",
+        "live": True,
+        "phone_number": PHONE,
+        "push_name": "Loja",
+        "last_error": None,
+    }
+    assert details["owner"]["id"] == "w1" and details["owner_alive"] is True
 
     restart = api.call("post", "/session/vendas/restart", 202).get_json()
     assert api.wait_job(restart["job"]["id"])["status"] == "succeeded"

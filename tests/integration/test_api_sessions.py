@@ -100,6 +100,7 @@ def test_get_details_and_update(client, tenant):
     details = client.get("/session/vendas/details", headers=tenant.agent).get_json()
     assert details["session"]["name"] == "vendas"
     assert details["owner"] is None and details["owner_alive"] is False
+    assert details["live"] is None
     assert [j["kind"] for j in details["jobs"]] == ["create"]
 
     renamed = client.patch(
