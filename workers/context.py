@@ -55,9 +55,13 @@ class WorkerContext:
         return UnitOfWork(self.settings)
 
     def adopt(self, session_id: str, epoch: int) -> None:
-        """Record that this worker runs ``session_id`` at ``epoch`` from now on."""
+        """Record that this worker runs ``session_id`` at ``epoch`` from now on.
+
+        Epochs only grow: a slower job that routed at an older epoch cannot pull the
+        session back to it (every write of ours would then be fenced out).
+        """
         with self._epochs_lock:
-            self._epochs[session_id] = epoch
+            self._epochs[session_id] = max(epoch, self._epochs.get(session_id, epoch))
 
     def forget(self, session_id: str) -> None:
         """Stop tracking a session this worker no longer runs."""

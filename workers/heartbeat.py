@@ -1,14 +1,15 @@
-"""The heartbeat thread: proves this worker is alive, and keeps it in step.
+"""Background threads of a worker: the heartbeat, and the slower housekeeping.
 
-It runs apart from the task threads so a long browser operation never delays the
-heartbeat past the lease (which would make other workers take its sessions).
+The heartbeat thread only beats (and shares live state), so a long browser operation
+can never delay it past the lease and make other workers take this one's sessions.
+Reconciling and saving login states run on threads of their own.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 
 from shared.services import workers as worker_services
 from workers.context import WorkerContext
@@ -17,33 +18,41 @@ from workers.maintenance import reconcile
 log = logging.getLogger(__name__)
 
 
-class Heartbeat(threading.Thread):
-    """Heartbeats every ``HEARTBEAT_INTERVAL``; reconciles and saves login states less often."""
+class Periodic(threading.Thread):
+    """Calls ``work`` every ``interval`` seconds until stopped; errors are logged, not fatal."""
 
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(name="heartbeat", daemon=True)
-        self.ctx = ctx
+    def __init__(self, name: str, interval: float, work: Callable[[], object]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval = interval
+        self.work = work
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        settings = self.ctx.settings
-        next_sync = time.monotonic() + settings.SYNC_INTERVAL
-        next_save = time.monotonic() + settings.LOGIN_STATE_SAVE_INTERVAL
-        while not self._stop_event.wait(settings.HEARTBEAT_INTERVAL):
+        while not self._stop_event.wait(self.interval):
             try:
-                worker_services.heartbeat(self.ctx.uow(), self.ctx.worker_id)
-                self.ctx.publish_live_state(ttl=settings.HEARTBEAT_INTERVAL * 3)
-                now = time.monotonic()
-                if now >= next_sync:
-                    next_sync = now + settings.SYNC_INTERVAL
-                    reconcile(self.ctx)
-                if now >= next_save:
-                    next_save = now + settings.LOGIN_STATE_SAVE_INTERVAL
-                    self.ctx.save_all_login_states()
-            except Exception:  # a database blip must not kill the heartbeat for good
-                log.exception("worker %s: heartbeat round failed", self.ctx.worker_id)
+                self.work()
+            except Exception:  # a database blip must not end the loop for good
+                log.exception("%s round failed", self.name)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         """Stop after the current round."""
         self._stop_event.set()
-        self.join(timeout=10)
+        self.join(timeout=timeout)
+
+
+def start_background(ctx: WorkerContext) -> list[Periodic]:
+    """Start the heartbeat, reconcile and login-state threads of ``ctx``."""
+    settings = ctx.settings
+
+    def beat() -> None:
+        worker_services.heartbeat(ctx.uow(), ctx.worker_id)
+        ctx.publish_live_state(ttl=settings.HEARTBEAT_INTERVAL * 3)
+
+    threads = [
+        Periodic("heartbeat", settings.HEARTBEAT_INTERVAL, beat),
+        Periodic("reconcile", settings.SYNC_INTERVAL, lambda: reconcile(ctx)),
+        Periodic("login-state-saver", settings.LOGIN_STATE_SAVE_INTERVAL, ctx.save_all_login_states),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads

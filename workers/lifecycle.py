@@ -1,8 +1,9 @@
 """Worker lifecycle in Celery signals: start the runtime, register, restore, stop.
 
-On start a worker registers in ``workers``, starts its heartbeat and browser runtime,
-and restores the active sessions it owns. On a graceful shutdown it saves every login
-state, closes its browsers and marks itself stopped.
+On start a worker registers in ``workers``, fails the jobs it was running when it last
+went down, starts its browser runtime and background threads, and restores the active
+sessions it owns. On a graceful shutdown it saves every login state, closes its
+browsers and marks itself stopped.
 """
 
 from __future__ import annotations
@@ -15,31 +16,39 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared.config import get_settings
 from shared.services import workers as worker_services
+from shared.services.ownership import fail_interrupted_jobs
 from workers.context import WorkerContext, current, install
-from workers.heartbeat import Heartbeat
+from workers.heartbeat import Periodic, start_background
 from workers.maintenance import reconcile
 
 log = logging.getLogger(__name__)
-_heartbeat: Heartbeat | None = None
+_background: list[Periodic] = []
 
 
 @worker_init.connect
 def on_worker_init(**_kwargs) -> None:
-    """Before any task is consumed: start the browser runtime, register, heartbeat."""
-    global _heartbeat
-    settings = get_settings()
-    ctx = WorkerContext(settings)
-    ctx.start()
-    install(ctx)
-    worker_services.register_worker(
-        ctx.uow(),
-        ctx.worker_id,
-        hostname=socket.gethostname(),
-        pid=os.getpid(),
-        capacity=settings.WORKER_CAPACITY,
-    )
-    _heartbeat = Heartbeat(ctx)
-    _heartbeat.start()
+    """Before any task is consumed: runtime, registration, background threads."""
+    try:
+        settings = get_settings()
+        ctx = WorkerContext(settings)
+        ctx.start()
+        install(ctx)
+        worker_services.register_worker(
+            ctx.uow(),
+            ctx.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            capacity=settings.WORKER_CAPACITY,
+        )
+        interrupted = fail_interrupted_jobs(ctx.uow(), ctx.worker_id)
+        if interrupted:
+            log.warning("worker %s: %d interrupted jobs marked failed", ctx.worker_id, interrupted)
+        _background.extend(start_background(ctx))
+    except Exception:
+        # Celery swallows errors raised by signal handlers; a worker without its
+        # browser runtime must not consume jobs it cannot run.
+        log.exception("worker failed to start")
+        os._exit(1)
 
 
 @worker_ready.connect
@@ -58,11 +67,13 @@ def on_worker_ready(**_kwargs) -> None:
 @worker_shutdown.connect
 def on_worker_shutdown(**_kwargs) -> None:
     """Save login states, close browsers, and mark the worker stopped."""
-    if _heartbeat is not None:
-        _heartbeat.stop()
+    for thread in _background:
+        thread.stop()
     try:
         ctx = current()
     except RuntimeError:
         return
-    ctx.stop()
-    worker_services.mark_stopped(ctx.uow(), ctx.worker_id)
+    try:
+        ctx.stop()
+    finally:
+        worker_services.mark_stopped(ctx.uow(), ctx.worker_id)

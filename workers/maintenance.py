@@ -14,7 +14,13 @@ from typing import Any
 from shared.jobs import JobPublisher
 from shared.services import maintenance as maintenance_services
 from shared.services import session_events
-from shared.services.ownership import orphaned_sessions, owns, queue_start_jobs, sessions_to_restore
+from shared.services.ownership import (
+    fail_stranded_jobs,
+    orphaned_sessions,
+    owns,
+    queue_start_jobs,
+    sessions_to_restore,
+)
 from shared.statuses import to_database
 from workers.context import WorkerContext
 from workers.whatsapp.sessions import SESSION_ID_RE
@@ -33,19 +39,23 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
     for session_id, epoch in ctx.tracked().items():
         row = session_events.session_snapshot(ctx.uow(), session_id)
         if row is None or not owns(ctx.uow(), session_id, ctx.worker_id, epoch) or not row.is_active:
-            ctx.forget(session_id)
             manager.stop(session_id, reason="moved")
+            manager.flush_events()  # its last events still carry our epoch
+            ctx.forget(session_id)
             closed += 1
             continue
         state = manager.status(session_id)
         if state and state["live"] and to_database(state["status"]).value != row.status:
+            error = state.get("last_error") if state["status"] == "error" else None
             corrected += session_events.set_memory_status(
-                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], state.get("last_error")
+                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], error
             )
     if restore:
-        live = set(manager.live_ids())
         for session_id, epoch in sessions_to_restore(ctx.uow(), ctx.worker_id):
-            if session_id in live:
+            state = manager.status(session_id)
+            if state is not None and (state["live"] or state["status"] in ("disconnected", "error")):
+                # Live already, or ended here (conflict, logout, given up after crashes)
+                # before the database caught up: not ours to bring back.
                 continue
             ctx.adopt(session_id, epoch)
             try:
@@ -74,10 +84,12 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
 
 def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) -> dict[str, Any]:
     """Re-place sessions whose owner is dead or missing (they restore from the database)."""
+    stranded = fail_stranded_jobs(ctx.uow(), company_id)
     orphans = orphaned_sessions(ctx.uow(), company_id)
     job_ids = queue_start_jobs(ctx.uow(), publisher, orphans)
     local = reconcile(ctx, restore=False)
     return {
+        "stranded_jobs_failed": stranded,
         "orphans_requeued": len(job_ids),
         "orphan_sessions": sorted(s.name for s in orphans),
         "start_jobs": job_ids,

@@ -33,14 +33,18 @@ def run_session_job(ctx: WorkerContext, publisher: JobPublisher, job_id: str) ->
     if job.status in ("succeeded", "failed"):
         log.info("job %s already %s; duplicate delivery ignored", job_id, job.status)
         return job.result_dict
-    routing = route_job(ctx.uow(), publisher, job_id, ctx.worker_id)
-    if routing.verdict is Verdict.FORWARDED:
-        return None
-    if routing.verdict is not Verdict.RUN:
-        job_services.fail_job(ctx.uow(), job_id, routing.reason)
-        return None
+    kind = JobKind(job.kind)
     try:
-        result = _act(ctx, JobKind(job.kind), job.session_id, routing, job.params_dict)
+        routing = route_job(ctx.uow(), publisher, job_id, ctx.worker_id)
+        if routing.verdict is Verdict.FORWARDED:
+            return None
+        if routing.verdict is Verdict.GONE and kind is JobKind.REMOVE and job.params_dict.get("purge"):
+            result = {"worker_id": ctx.worker_id, "purged": True, "note": "already purged"}
+        elif routing.verdict is not Verdict.RUN:
+            job_services.fail_job(ctx.uow(), job_id, routing.reason)
+            return None
+        else:
+            result = _act(ctx, kind, job.session_id, routing, job.params_dict)
     except Exception as exc:
         log.exception("job %s (%s) of session %s failed", job_id, job.kind, job.session_id)
         job_services.fail_job(ctx.uow(), job_id, _readable(exc))
@@ -52,47 +56,52 @@ def run_session_job(ctx: WorkerContext, publisher: JobPublisher, job_id: str) ->
 def _act(
     ctx: WorkerContext, kind: JobKind, session_id: str, routing: Routing, params: dict[str, Any]
 ) -> dict[str, Any]:
-    manager = ctx.manager
     epoch = routing.epoch
-    timeout = ctx.settings.BROWSER_TIMEOUT
     session = session_events.session_snapshot(ctx.uow(), session_id)
+    ctx.adopt(session_id, epoch)
     if kind in (JobKind.CREATE, JobKind.START, JobKind.RESTART):
         if not session.is_active:
             return _result(ctx, session_id, epoch, note="session is inactive; not started")
-        previous = ctx.epoch_of(session_id)
-        ctx.adopt(session_id, epoch)
-        login = session_events.load_login_state(ctx.uow(), session_id)
-        try:
-            if kind is JobKind.RESTART or (previous is not None and previous != epoch):
-                manager.restart(session_id, login_state=login, timeout=timeout * 2)
-            else:
-                manager.start(session_id, login_state=login, timeout=timeout)
-        except LoginStateError as exc:
-            # Keep nothing half-restored running: close it, then report the reason.
-            manager.stop(session_id, reason="restore failed", timeout=timeout)
-            manager.flush_events()
-            reason = f"stored login state is unusable: {exc}"
-            session_events.set_memory_status(
-                ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.ERROR, error=reason
-            )
-            raise
-    elif kind in (JobKind.STOP, JobKind.REMOVE):
-        ctx.adopt(session_id, epoch)
-        manager.stop(session_id, reason="removed" if kind is JobKind.REMOVE else "stopped", timeout=timeout)
-        manager.flush_events()
-        if kind is JobKind.REMOVE:
-            manager.remove_local(session_id, timeout=timeout)
-            session_events.deactivate(
-                ctx.uow(), session_id, ctx.worker_id, epoch, purge=bool(params.get("purge"))
-            )
-            ctx.forget(session_id)
-            return {
-                "worker_id": ctx.worker_id,
-                "epoch": epoch,
-                "status": "disconnected",
-                "purged": bool(params.get("purge")),
-            }
+        _open(ctx, session_id, epoch, fresh=kind is JobKind.RESTART)
+    elif kind is JobKind.STOP:
+        if session.is_active:  # reactivated after this stop was requested: the newer wish wins
+            return _result(ctx, session_id, epoch, note="session is active again; not stopped")
+        _close(ctx, session_id, epoch, reason="stopped")
+    elif kind is JobKind.REMOVE:
+        purge = bool(params.get("purge"))
+        _close(ctx, session_id, epoch, reason="removed")
+        ctx.manager.remove_local(session_id, timeout=ctx.settings.BROWSER_TIMEOUT)
+        if not session_events.deactivate(ctx.uow(), session_id, ctx.worker_id, epoch, purge=purge):
+            raise RuntimeError("the session moved to another worker while being removed; retry")
+        ctx.forget(session_id)
+        return {"worker_id": ctx.worker_id, "epoch": epoch, "status": "disconnected", "purged": purge}
     return _result(ctx, session_id, epoch)
+
+
+def _open(ctx: WorkerContext, session_id: str, epoch: int, fresh: bool) -> None:
+    """Start (or, when ``fresh``, restart) the browser from the stored login state."""
+    login = session_events.load_login_state(ctx.uow(), session_id)
+    timeout = ctx.settings.BROWSER_TIMEOUT
+    try:
+        if fresh:
+            ctx.manager.restart(session_id, login_state=login, timeout=timeout * 2)
+        else:
+            ctx.manager.start(session_id, login_state=login, timeout=timeout)
+    except LoginStateError as exc:
+        # Keep nothing half-restored running: close it, then report the reason.
+        _close(ctx, session_id, epoch, reason="restore failed")
+        reason = f"stored login state is unusable: {exc}"
+        session_events.set_memory_status(
+            ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.ERROR, error=reason
+        )
+        raise
+
+
+def _close(ctx: WorkerContext, session_id: str, epoch: int, reason: str) -> None:
+    """Close the browser and record DISCONNECTED even if no event was due to say so."""
+    ctx.manager.stop(session_id, reason=reason, timeout=ctx.settings.BROWSER_TIMEOUT)
+    ctx.manager.flush_events()
+    session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.DISCONNECTED)
 
 
 def _result(ctx: WorkerContext, session_id: str, epoch: int, note: str | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.jobs import JobKind, JobPublisher, JobStatus
-from shared.models import Job, WhatsappSession, Worker
+from shared.models import Job, WhatsappSession, Worker, utcnow
 from shared.services.workers import choose_worker, is_alive, live_workers
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -48,52 +48,115 @@ def job_epoch(job: Job) -> int | None:
     return job.params_dict.get("epoch")
 
 
+# Closing and deactivating mean the same thing at any epoch: a move of the session
+# must not cancel them, and any live worker may carry them out.
+EPOCH_FREE_KINDS = frozenset({JobKind.STOP, JobKind.REMOVE})
+PLACEMENT_ATTEMPTS = 3
+
+
 def route_job(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) -> Routing:
     """Decide whether worker ``me`` runs job ``job_id``, forwarding it when it should not.
 
     Placement happens here too: a job for a session without a live owner makes the
     least-loaded live worker its owner (epoch + 1) and goes to that worker's queue.
     """
+    for _ in range(PLACEMENT_ATTEMPTS):
+        routing = _route_once(uow, publisher, job_id, me)
+        if routing is not None:
+            return routing
+    return Routing(Verdict.NO_WORKER, reason="the session kept moving while being placed; retry")
+
+
+def _route_once(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) -> Routing | None:
     lease = uow.settings.WORKER_LEASE
     with uow:
         job = uow.db.get(Job, job_id)
-        session = uow.db.get(WhatsappSession, job.session_id, with_for_update=True) if job else None
+        session = uow.db.get(WhatsappSession, job.session_id) if job and job.session_id else None
         if job is None or session is None:
             return Routing(Verdict.GONE, reason="session no longer exists")
-        issued = job_epoch(job)
-        if issued is not None and issued < session.epoch:
+        kind = JobKind(job.kind)
+        epoch, issued = session.epoch, job_epoch(job)
+        if kind not in EPOCH_FREE_KINDS and issued is not None and issued < epoch:
             return Routing(
                 Verdict.STALE,
-                session.epoch,
+                epoch,
                 session.worker_id,
-                f"stale job: issued for epoch {issued}, session is at epoch {session.epoch}",
+                f"stale job: issued for epoch {issued}, session is at epoch {epoch}",
             )
         owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
         if not is_alive(owner, lease):
-            owner = choose_worker(uow.db, lease)
+            owner = uow.db.get(Worker, me) if kind in EPOCH_FREE_KINDS else choose_worker(uow.db, lease)
             if owner is None:
-                return Routing(Verdict.NO_WORKER, session.epoch, None, "no live worker with free capacity")
-            previous = session.worker_id
-            session.worker_id, session.epoch = owner.id, session.epoch + 1
+                return Routing(Verdict.NO_WORKER, epoch, None, "no live worker with free capacity")
+            # Compare-and-set on the epoch: of two concurrent placements only one wins.
+            moved = uow.db.execute(
+                update(WhatsappSession)
+                .where(WhatsappSession.id == session.id, WhatsappSession.epoch == epoch)
+                .values(worker_id=owner.id, epoch=epoch + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount != 1:
+                return None
             log.info(
-                "session %s of company %s placed on worker %s (epoch %d, was %s)",
+                "session %s of company %s placed on worker %s (epoch %d)",
                 session.id,
                 session.company_id,
                 owner.id,
-                session.epoch,
-                previous or "none",
+                epoch + 1,
             )
-        job.params = json.dumps({**job.params_dict, "epoch": session.epoch})
+            epoch += 1
+        job.params = json.dumps({**job.params_dict, "epoch": epoch})
         if owner.id == me:
             uow.commit()
-            return Routing(Verdict.RUN, session.epoch, me)
+            return Routing(Verdict.RUN, epoch, me)
         queue = queue_for_worker(owner.id)
         job.queue, job.status, job.worker_id = queue, JobStatus.QUEUED.value, None
         uow.db.flush()
         publisher.publish(JobKind(job.kind), job.id, queue)
         uow.commit()
         log.info("job %s for session %s forwarded to %s", job.id, session.id, queue)
-        return Routing(Verdict.FORWARDED, session.epoch, owner.id)
+        return Routing(Verdict.FORWARDED, epoch, owner.id)
+
+
+def fail_stranded_jobs(uow: UnitOfWork, company_id: str | None) -> int:
+    """Fail unfinished jobs held by dead workers (their queue will not be consumed)."""
+    with uow:
+        alive = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+        alive_queues = [queue_for_worker(w) for w in alive] + [CONTROL_QUEUE]
+        unfinished = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+        query = update(Job).where(
+            Job.status.in_(unfinished),
+            ((Job.status == JobStatus.QUEUED.value) & Job.queue.not_in(alive_queues))
+            | ((Job.status == JobStatus.RUNNING.value) & Job.worker_id.not_in(alive)),
+        )
+        if company_id is not None:
+            query = query.where(Job.company_id == company_id)
+        result = uow.db.execute(
+            query.values(
+                status=JobStatus.FAILED.value,
+                error="its worker died before finishing it",
+                finished_at=utcnow(),
+            ).execution_options(synchronize_session=False)
+        )
+        uow.commit()
+        return result.rowcount
+
+
+def fail_interrupted_jobs(uow: UnitOfWork, worker_id: str) -> int:
+    """At start: fail jobs this worker was running when it went down."""
+    with uow:
+        result = uow.db.execute(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id)
+            .values(
+                status=JobStatus.FAILED.value,
+                error="interrupted: its worker restarted while running it",
+                finished_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        uow.commit()
+        return result.rowcount
 
 
 def owns(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int) -> bool:
@@ -132,10 +195,15 @@ def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]
 
 
 def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappSession]:
-    """Active sessions that should be live but whose owner is missing or dead."""
+    """Active sessions that should be live, whose owner is missing or dead, with no job pending."""
     with uow:
         alive = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+        pending = select(Job.session_id).where(
+            Job.session_id.is_not(None),
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+        )
         query = select(WhatsappSession).where(
+            WhatsappSession.id.not_in(pending),
             WhatsappSession.is_active.is_(True),
             _should_be_live() | WhatsappSession.worker_id.is_(None),
             WhatsappSession.worker_id.is_(None) | WhatsappSession.worker_id.not_in(alive),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import queue_for_worker
@@ -64,13 +64,30 @@ def is_alive(worker: Worker | None, lease_seconds: float, now: datetime | None =
     return now - _aware(worker.heartbeat_at) <= timedelta(seconds=lease_seconds)
 
 
-def live_workers(db: DbSession, lease_seconds: float, lock: bool = False) -> list[Worker]:
-    """Every worker whose heartbeat is within the lease (row-locked when ``lock``)."""
+def live_workers(db: DbSession, lease_seconds: float) -> list[Worker]:
+    """Every worker whose heartbeat is within the lease."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
-    query = (
-        select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff).order_by(Worker.id)
+    return list(
+        db.scalars(
+            select(Worker)
+            .where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
+            .order_by(Worker.id)
+        )
     )
-    return list(db.scalars(query.with_for_update() if lock else query))
+
+
+# Any constant works: it only has to be the same in every process placing sessions.
+PLACEMENT_LOCK_KEY = 0x5A480001
+
+
+def serialize_placements(db: DbSession) -> None:
+    """Make concurrent placements take turns until the caller's transaction ends.
+
+    On PostgreSQL a transaction-scoped advisory lock (worker rows stay unlocked, so
+    heartbeats never wait on a placement); SQLite already has a single writer.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK_KEY})
 
 
 def worker_loads(db: DbSession) -> dict[str, int]:
@@ -86,10 +103,11 @@ def worker_loads(db: DbSession) -> dict[str, int]:
 def choose_worker(db: DbSession, lease_seconds: float) -> Worker | None:
     """The least-loaded live worker that is under its capacity, or ``None``.
 
-    The live workers' rows are locked first, so concurrent placements take turns and
-    each one sees the loads the previous one committed.
+    Placements are serialized first, so each one sees the loads the previous one
+    committed.
     """
-    live = live_workers(db, lease_seconds, lock=True)
+    serialize_placements(db)
+    live = live_workers(db, lease_seconds)
     loads = worker_loads(db)
     candidates = [w for w in live if loads.get(w.id, 0) < w.capacity]
     if not candidates:

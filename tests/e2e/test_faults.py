@@ -55,7 +55,7 @@ def test_a_job_with_an_old_epoch_changes_nothing(api, sim, start_worker, setting
     worker = start_worker("w1")
     session = link_session(api, sim, "vendas")
     browsers = worker.browsers()
-    with UnitOfWork(settings) as uow:  # a duplicate from before the session's last move
+    with UnitOfWork(settings) as uow:  # the session moved on since the job below was issued
         uow.db.get(WhatsappSession, session["id"]).epoch = session["epoch"] + 1
         uow.commit()
     publisher = CeleryPublisher(create_celery(settings))
@@ -63,18 +63,18 @@ def test_a_job_with_an_old_epoch_changes_nothing(api, sim, start_worker, setting
         stale = enqueue(
             uow,
             publisher,
-            kind=JobKind.REMOVE,
+            kind=JobKind.RESTART,
             queue="worker.w1",
             company_id=tenant.company_id,
             session_id=session["id"],
-            params={"epoch": session["epoch"], "purge": True},
+            params={"epoch": session["epoch"]},
         )
     result = api.wait_job(stale.id)
     assert result["status"] == "failed" and "stale job" in result["error"]
     after = api.session("vendas")
     assert after["is_active"] is True and after["status"] == "CONNECTED"
     assert after["epoch"] == session["epoch"] + 1
-    assert worker.browsers() == browsers
+    assert worker.browsers() == browsers  # same Chromium process: nothing was restarted
 
 
 def test_twenty_concurrent_restarts_end_with_one_live_connected_context(api, sim, start_worker, app, tenant):
