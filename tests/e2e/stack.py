@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.models import Worker
 from shared.services.workers import is_alive
 from shared.uow import UnitOfWork
+from workers.browser.runtime import browser_processes
 
 T = TypeVar("T")
 
@@ -49,18 +50,9 @@ def wait_until(
 
 def browser_pids(profile_root: Path) -> dict[int, str]:
     """Chromium browser processes (not renderers) running a profile under ``profile_root``."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        dirs = [a.split("=", 1)[1] for a in args if a.startswith("--user-data-dir=")]
-        if dirs and dirs[0].startswith(str(profile_root)) and not any(a.startswith("--type=") for a in args):
-            found[int(entry)] = dirs[0]
-    return found
+    return {
+        pid: folder for pid, folder in browser_processes().items() if folder.startswith(str(profile_root))
+    }
 
 
 class WorkerProcess:

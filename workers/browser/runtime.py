@@ -67,6 +67,29 @@ def find_chromium() -> str:
     raise FileNotFoundError("no Chromium found; set CHROMIUM_PATH")
 
 
+def browser_processes() -> dict[int, str]:
+    """Every running Chromium *browser* process with its ``--user-data-dir`` (pid → folder).
+
+    Renderer, GPU and utility processes carry ``--type=`` and are left out.
+    """
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(a.startswith("--type=") for a in args):
+            continue
+        for arg in args:
+            if arg.startswith("--user-data-dir="):
+                found[int(entry)] = arg.split("=", 1)[1]
+                break
+    return found
+
+
 class BrowserRuntime:
     """Owns the asyncio loop thread, Playwright, and every browser context of the worker."""
 

@@ -40,7 +40,7 @@ from playwright.async_api import BrowserContext, Page
 
 from shared import login_state
 from shared.login_state import LoginStateError
-from workers.browser.runtime import LOCAL_STORAGE_COMMIT_DELAY, BrowserRuntime
+from workers.browser.runtime import LOCAL_STORAGE_COMMIT_DELAY, BrowserRuntime, browser_processes
 from workers.whatsapp import page as wa
 from workers.whatsapp.driver import PageDriver
 
@@ -168,20 +168,8 @@ class SessionManager:
 
     def browser_pid(self, session_id: str) -> int | None:
         """PID of the Chromium browser process running this session's profile."""
-        flag = f"--user-data-dir={self.profile_dir(session_id)}"
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    args = fh.read().split(b"\0")
-            except OSError:
-                continue
-            decoded = [a.decode(errors="replace") for a in args]
-            # The browser process is the one without --type= (renderers/GPU have one).
-            if flag in decoded and not any(a.startswith("--type=") for a in decoded):
-                return int(entry)
-        return None
+        wanted = str(self.profile_dir(session_id))
+        return next((pid for pid, folder in browser_processes().items() if folder == wanted), None)
 
     def close_all(self, timeout: float = 60) -> None:
         """Stop every session (reason ``stopped``) and stop the dispatcher."""
