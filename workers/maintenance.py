@@ -17,7 +17,6 @@ from shared.services import session_events
 from shared.services.ownership import (
     fail_stranded_jobs,
     orphaned_sessions,
-    owns,
     queue_start_jobs,
     sessions_to_restore,
 )
@@ -38,7 +37,7 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
     closed = restored = corrected = 0
     for session_id, epoch in ctx.tracked().items():
         row = session_events.session_snapshot(ctx.uow(), session_id)
-        if row is None or not owns(ctx.uow(), session_id, ctx.worker_id, epoch) or not row.is_active:
+        if row is None or (row.worker_id, row.epoch) != (ctx.worker_id, epoch) or not row.is_active:
             manager.stop(session_id, reason="moved")
             manager.flush_events()  # its last events still carry our epoch
             ctx.forget(session_id)

@@ -159,15 +159,6 @@ def fail_interrupted_jobs(uow: UnitOfWork, worker_id: str) -> int:
         return result.rowcount
 
 
-def owns(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int) -> bool:
-    """Whether ``worker_id`` still owns ``session_id`` at ``epoch``."""
-    with uow:
-        row = uow.db.execute(
-            select(WhatsappSession.worker_id, WhatsappSession.epoch).where(WhatsappSession.id == session_id)
-        ).first()
-    return row is not None and tuple(row) == (worker_id, epoch)
-
-
 def _should_be_live():
     # Mid-start or connected; or stopped quietly (worker shutdown) with a login to restore.
     # Sessions that ended with a reason (logout, conflict, QR timeout, error) stay down
