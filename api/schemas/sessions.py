@@ -7,9 +7,11 @@ from api.schemas.jobs import JobSchema
 from shared.statuses import SessionStatus
 from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
 
+NAME_RULE = validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}")
+
 SessionName = fields.String(
     required=True,
-    validate=validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}"),
+    validate=NAME_RULE,
     metadata={"description": "unique within the company", "example": "vendas"},
 )
 
@@ -22,7 +24,7 @@ class SessionCreateSchema(Schema):
 
 
 class SessionUpdateSchema(Schema):
-    name = fields.String(validate=validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}"))
+    name = fields.String(validate=NAME_RULE)
     config = fields.Dict(keys=fields.String())
     is_active = StrictBoolean()
 
