@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -21,12 +22,14 @@ log = logging.getLogger(__name__)
 PUBLISHED_FIELDS = ("status", "live", "phone_number", "push_name", "last_error")
 
 
+@lru_cache(maxsize=8)
+def _connect(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 def _client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=settings.BROKER_TIMEOUT,
-        socket_timeout=settings.BROKER_TIMEOUT,
-    )
+    # One connection pool per Redis, not a new one per heartbeat or request.
+    return _connect(settings.REDIS_URL, settings.BROKER_TIMEOUT)
 
 
 def _key(settings: Settings, session_id: str) -> str:
