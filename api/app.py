@@ -10,9 +10,9 @@ from api.docs import register_docs
 from api.errors import register_error_handlers
 from api.extensions import ZapHubState, smorest_api
 from api.resources import register_blueprints
+from shared.celery_factory import broker_ping, create_celery
 from shared.config import Settings, get_settings, set_settings
 from shared.jobs import CeleryPublisher
-from workers.celery_app import broker_ping, create_celery
 
 
 def create_app(settings: Settings | None = None) -> Flask:

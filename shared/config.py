@@ -31,6 +31,10 @@ class Settings:
     # Prefix for every broker key, so several deployments (or test runs) share a Redis.
     BROKER_KEY_PREFIX: str = ""
     SECRET_KEY: str = "dev-insecure-change-me"
+    # Comma-separated, newest first: encrypt with the first, decrypt with any.
+    SECRET_KEYS: str = ""
+    # Explicit opt-in to run with no secret or the public development one (``make run``).
+    DEV_MODE: bool = False
     WORKER_ID: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     WORKER_CAPACITY: int = 20
     HEARTBEAT_INTERVAL: float = 5.0
@@ -48,6 +52,21 @@ class Settings:
     # Jobs stuck in queued/running longer than this are failed by cleanup.
     JOB_STALE_SECONDS: float = 3600.0
     BROKER_TIMEOUT: float = 3.0
+    # Database timeouts: connect, each statement (client- and server-side), pool checkout.
+    DB_CONNECT_TIMEOUT: float = 3.0
+    DB_STATEMENT_TIMEOUT: float = 5.0
+    DB_POOL_TIMEOUT: float = 5.0
+    # /health gives up on the database after this long and answers 503.
+    HEALTH_TIMEOUT: float = 1.5
+    # A job still queued this long after it was published is published again by sync.
+    JOB_REPUBLISH_SECONDS: float = 60.0
+    # Rows of scheduled (beat) jobs that changed nothing are purged after this long.
+    BEAT_NOOP_RETENTION_SECONDS: float = 86400.0
+    # A company's second cleanup/sync request within this window gets the queued job back.
+    MAINTENANCE_COALESCE_SECONDS: float = 5.0
+    # Flower: "user:password" (comma-separated pairs); required unless bound to loopback.
+    FLOWER_BASIC_AUTH: str = ""
+    FLOWER_ADDRESS: str = "127.0.0.1"
     PAGE_SIZE_MAX: int = 100
     TESTING: bool = False
 

@@ -1,16 +1,38 @@
 """Engine and session handling shared by the API, the workers and the CLI.
 
-SQLite is set up for several processes at once (WAL, foreign keys, busy timeout);
-PostgreSQL goes through psycopg2 with pre-ping so a restarted server is survived.
+SQLite is set up for several processes at once (WAL, foreign keys, busy timeout).
+PostgreSQL goes through psycopg2 with pre-ping, TCP keepalives, a server-side
+statement timeout, a pool checkout timeout, and a client-side deadline on every
+round trip: a server that stops answering (paused, partitioned) turns into an
+``OperationalError`` within the deadline instead of hanging the caller, and the
+connection is dropped from the pool.
+
+The process also remembers when it last lost the database, so that housekeeping can
+tell "every worker went silent" apart from "I could not see anyone for a while".
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg2
+import psycopg2.extensions
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from shared.config import Settings, get_settings
+
 SQLITE_BUSY_TIMEOUT_MS = 15000
+# The client-side deadline allows this much beyond the server-side statement timeout,
+# so a slow query is cancelled cleanly by the server and only a silent one is cut here.
+CLIENT_DEADLINE_MARGIN = 1.0
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
@@ -30,8 +52,116 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+# ------------------------------------------------------------ client-side deadline
+_local = threading.local()
+_limits = {"connect": 3.0, "statement": 6.0}
+# A pre-ping is a "SELECT 1": a server that cannot answer it this fast is not answering.
+PING_DEADLINE = 1.0
+_SESSION_STATUSES = frozenset(
+    {
+        psycopg2.extensions.STATUS_READY,
+        psycopg2.extensions.STATUS_BEGIN,
+        psycopg2.extensions.STATUS_PREPARED,
+    }
+)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Give every PostgreSQL round trip of this thread in the block ``seconds`` in total.
+
+    Connecting, pinging and querying all draw on the same budget, so a caller such as
+    ``/health`` knows how long it can wait at most.
+    """
+    previous = getattr(_local, "budget_end", None)
+    _local.budget_end = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.budget_end = previous
+
+
+@contextlib.contextmanager
+def _operation_limit(seconds: float) -> Iterator[None]:
+    previous = getattr(_local, "operation", None)
+    _local.operation = seconds
+    try:
+        yield
+    finally:
+        _local.operation = previous
+
+
+class DatabaseTimeout(psycopg2.OperationalError):
+    """The database did not answer within the client-side deadline."""
+
+
+def _sever(conn) -> None:
+    """Cut a connection whose server went silent, without waiting for the server.
+
+    ``conn.close()`` would try to say goodbye to the server and block; shutting the
+    socket down makes psycopg2 see a broken connection and mark it closed.
+    """
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(psycopg2.Error):
+        conn.poll()
+
+
+def _wait_with_deadline(conn) -> None:
+    """psycopg2 wait callback: poll the socket, give up after the deadline.
+
+    On timeout the connection is severed before raising, so SQLAlchemy sees a closed
+    connection, reports a disconnect and never hands it out again.
+    """
+    if conn.status in _SESSION_STATUSES:
+        limit = getattr(_local, "operation", None) or _limits["statement"]
+    else:  # still connecting
+        limit = _limits["connect"]
+    give_up = time.monotonic() + limit
+    budget_end = getattr(_local, "budget_end", None)
+    if budget_end is not None:
+        give_up = min(give_up, budget_end)
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        remaining = give_up - time.monotonic()
+        if remaining <= 0:
+            _sever(conn)
+            raise DatabaseTimeout("database did not answer in time (client-side deadline)")
+        fd = conn.fileno()
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([fd], [], [], remaining)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [fd], [], remaining)
+        else:  # pragma: no cover - psycopg2 only returns the states above
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+
+
+# ------------------------------------------------------------ outage memory
+_last_outage: float | None = None
+
+
+def _record_outage(context) -> None:
+    global _last_outage
+    if context.is_disconnect or isinstance(context.original_exception, psycopg2.OperationalError):
+        _last_outage = time.monotonic()
+
+
+def seconds_since_outage() -> float | None:
+    """Seconds since this process last failed to reach the database (``None``: never)."""
+    return None if _last_outage is None else time.monotonic() - _last_outage
+
+
+def note_outage() -> None:
+    """Record an outage seen outside SQLAlchemy's error hooks (a failed connect)."""
+    global _last_outage
+    _last_outage = time.monotonic()
+
+
+def make_engine(url: str, settings: Settings | None = None) -> Engine:
     """Create an engine for ``url`` with the per-backend settings ZapHub relies on."""
+    settings = settings or get_settings()
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -40,13 +170,40 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(
+    statement_ms = int(settings.DB_STATEMENT_TIMEOUT * 1000)
+    _limits["statement"] = settings.DB_STATEMENT_TIMEOUT + CLIENT_DEADLINE_MARGIN
+    _limits["connect"] = settings.DB_CONNECT_TIMEOUT
+    psycopg2.extensions.set_wait_callback(_wait_with_deadline)
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {},
+        pool_timeout=settings.DB_POOL_TIMEOUT,
+        connect_args={
+            "connect_timeout": max(1, round(settings.DB_CONNECT_TIMEOUT)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+            "options": f"-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout=60000",
+        },
     )
+    event.listen(engine, "handle_error", _record_outage)
+    _short_pings(engine)
+    return engine
+
+
+def _short_pings(engine: Engine) -> None:
+    """Bound the pool's pre-ping to :data:`PING_DEADLINE` (SQLAlchemy has no option for it)."""
+    dialect = engine.dialect
+    ping = dialect.do_ping
+
+    def do_ping(dbapi_connection) -> bool:
+        with _operation_limit(PING_DEADLINE):
+            return ping(dbapi_connection)
+
+    dialect.do_ping = do_ping
 
 
 _engines: dict[str, Engine] = {}

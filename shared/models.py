@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -181,6 +182,8 @@ class Worker(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Random per worker process: only the process holding the lease may write as this worker.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
 
 
 class Job(Base):
@@ -189,6 +192,7 @@ class Job(Base):
         Index("ix_jobs_company_created", "company_id", "created_at"),
         Index("ix_jobs_session_created", "session_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_status_published", "status", "published_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -205,6 +209,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its message was last put on the broker, and how many times (sync republishes).
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    publish_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Started by beat rather than by a client; ``noop`` once it finished changing nothing.
+    scheduled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    noop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def params_dict(self) -> dict[str, Any]:

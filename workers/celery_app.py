@@ -1,29 +1,14 @@
-"""The Celery application shared by workers, beat and the API's publisher.
+"""The process's Celery application, for ``celery -A workers.celery_app`` (worker, beat, Flower).
 
 Importing this module never imports Playwright: the tasks (and the browser runtime)
-are loaded only by worker processes, through ``include``.
+are loaded only by worker processes, through the factory's ``include``.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from shared.celery_factory import broker_ping, create_celery
+from shared.config import get_settings
 
-from celeryconfig import broker_settings
-from shared.config import Settings, get_settings
-
-
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app with the project's configuration and ``settings``' broker."""
-    celery = Celery("zaphub", include=["workers.tasks", "workers.lifecycle"], set_as_current=False)
-    celery.config_from_object("celeryconfig")
-    celery.conf.update(broker_settings(settings))
-    return celery
-
-
-def broker_ping(celery: Celery) -> None:
-    """Raise unless the broker answers within the configured timeout."""
-    with celery.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=celery.conf.broker_connection_timeout)
-
+__all__ = ["app", "broker_ping", "create_celery"]
 
 app = create_celery(get_settings())

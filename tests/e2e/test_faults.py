@@ -9,13 +9,13 @@ import time
 
 from sqlalchemy import select
 
+from shared.celery_factory import create_celery
 from shared.jobs import CeleryPublisher, JobKind
 from shared.models import WhatsappSession
 from shared.services.jobs import enqueue
 from shared.uow import UnitOfWork
 from tests.e2e.stack import wait_until
 from tests.e2e.test_session_life import PHONE, link_session
-from workers.celery_app import create_celery
 
 
 def test_killed_chromium_comes_back_connected_by_itself(api, sim, start_worker):

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from shared.celery_factory import create_celery
 from shared.models import Job, WhatsappSession, utcnow
 from shared.uow import UnitOfWork
 from tests.e2e.stack import wait_until
-from workers.celery_app import create_celery
 
 
 def test_cleanup_job_result_holds_the_metrics(api, start_worker, settings, tenant):
