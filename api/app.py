@@ -13,11 +13,14 @@ from api.resources import register_blueprints
 from shared.celery_factory import broker_ping, create_celery
 from shared.config import Settings, get_settings, set_settings
 from shared.jobs import CeleryPublisher
+from shared.secrets import require_secret_keys
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for ``settings`` (default: read from the environment)."""
     settings = settings or get_settings()
+    # Refuse to boot (gunicorn exits) rather than store login states under a public key.
+    require_secret_keys(settings)
     set_settings(settings)
     app = Flask(__name__)
     app.config.update(

@@ -30,7 +30,7 @@ class Settings:
     REDIS_URL: str = "redis://localhost:6379/0"
     # Prefix for every broker key, so several deployments (or test runs) share a Redis.
     BROKER_KEY_PREFIX: str = ""
-    SECRET_KEY: str = "dev-insecure-change-me"
+    SECRET_KEY: str = ""
     # Comma-separated, newest first: encrypt with the first, decrypt with any.
     SECRET_KEYS: str = ""
     # Explicit opt-in to run with no secret or the public development one (``make run``).

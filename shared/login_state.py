@@ -10,9 +10,12 @@ Frame (all integers big-endian, nothing else before or after)::
 
     b"ZHLS" | version (1 byte, = 1) | sha256(ciphertext) (32 bytes) | ciphertext
 
-The ciphertext is a Fernet token of the zlib-compressed tar. The Fernet key is
+The ciphertext is a Fernet token of the zlib-compressed tar. Each Fernet key is
 derived from a caller-supplied secret with HKDF-SHA256, so the database only ever
-holds encrypted archives.
+holds encrypted archives. Callers pass a list of secrets, newest first (see
+``shared.secrets``): the first encrypts, any decrypts (``MultiFernet``). A Fernet
+token decrypts with the key that made it whatever else is in the list, so rotation
+needs no format change: version 1 archives made before rotation existed still open.
 
 This module is pure Python (no Playwright, no Flask) so both the API side and the
 workers can import it.
@@ -26,9 +29,10 @@ import io
 import os
 import tarfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -59,6 +63,19 @@ def _fernet(secret: str) -> Fernet:
         secret.encode("utf-8")
     )
     return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _multi_fernet(secrets: Sequence[str]) -> MultiFernet:
+    # A bare string is a sequence too: each character would silently become a key.
+    if isinstance(secrets, (str, bytes)):
+        raise TypeError("login state secrets must be a list of keys, newest first")
+    if not secrets:
+        raise LoginStateError("no login state secret configured (SECRET_KEYS)")
+    return MultiFernet([_fernet(secret) for secret in secrets])
+
+
+def _frame(token: bytes) -> bytes:
+    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(token).digest() + token
 
 
 def _read_stable(path: Path) -> bytes | None:
@@ -99,21 +116,21 @@ def _build_tar(profile_dir: Path) -> bytes:
     return buf.getvalue()
 
 
-def pack(profile_dir: Path, secret: str) -> bytes:
-    """Archive, compress, encrypt and frame the login storage of ``profile_dir``.
+def pack(profile_dir: Path, secrets: Sequence[str]) -> bytes:
+    """Archive, compress, encrypt (with the first of ``secrets``) and frame ``profile_dir``'s login storage.
 
     Raises ``LoginStateError`` if the profile has none of the storage folders.
     """
     profile_dir = Path(profile_dir)
     if not any((profile_dir / d).is_dir() for d in ARCHIVED_DIRS):
         raise LoginStateError(f"profile has no login storage to archive: {profile_dir.name}")
+    fernet = _multi_fernet(secrets)
     compressed = zlib.compress(_build_tar(profile_dir), 6)
-    token = _fernet(secret).encrypt(compressed)
-    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(token).digest() + token
+    return _frame(fernet.encrypt(compressed))
 
 
-def _open_frame(blob: bytes, secret: str) -> bytes:
-    """Verify the frame and return the decrypted, decompressed tar bytes."""
+def _token_of(blob: bytes) -> bytes:
+    """Check magic, version and checksum; return the Fernet token inside."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise LoginStateError("login state is not bytes")
     blob = bytes(blob)
@@ -127,10 +144,16 @@ def _open_frame(blob: bytes, secret: str) -> bytes:
     digest, token = blob[5:_HEADER_LEN], blob[_HEADER_LEN:]
     if hashlib.sha256(token).digest() != digest:
         raise LoginStateError("login state checksum mismatch")
+    return token
+
+
+def _open_frame(blob: bytes, secrets: Sequence[str]) -> bytes:
+    """Verify the frame and return the decrypted, decompressed tar bytes."""
+    fernet = _multi_fernet(secrets)
     try:
-        compressed = _fernet(secret).decrypt(token)
+        compressed = fernet.decrypt(_token_of(blob))
     except InvalidToken:
-        raise LoginStateError("login state cannot be decrypted (wrong secret?)") from None
+        raise LoginStateError("login state cannot be decrypted (no key matches)") from None
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, MAX_UNPACKED_BYTES)
@@ -143,9 +166,27 @@ def _open_frame(blob: bytes, secret: str) -> bytes:
     return raw
 
 
-def verify(blob: bytes, secret: str) -> None:
-    """Check magic, version, checksum, decryption and compression without writing."""
-    _open_frame(blob, secret)
+def verify(blob: bytes, secrets: Sequence[str]) -> None:
+    """Check magic, version, checksum, decryption (by any of ``secrets``) and compression."""
+    _open_frame(blob, secrets)
+
+
+def reencrypt(blob: bytes, secrets: Sequence[str]) -> bytes | None:
+    """``blob`` encrypted with the first of ``secrets``, or None if it already is.
+
+    Raises ``LoginStateError`` if the frame is damaged or no key decrypts it.
+    """
+    fernet = _multi_fernet(secrets)
+    token = _token_of(blob)
+    try:
+        _fernet(secrets[0]).decrypt(token)
+        return None
+    except InvalidToken:
+        pass
+    try:
+        return _frame(fernet.rotate(token))
+    except InvalidToken:
+        raise LoginStateError("login state cannot be decrypted (no key matches)") from None
 
 
 def _safe_member_path(name: str) -> PurePosixPath:
@@ -160,15 +201,15 @@ def _safe_member_path(name: str) -> PurePosixPath:
     return path
 
 
-def unpack(blob: bytes, profile_dir: Path, secret: str) -> list[str]:
-    """Verify ``blob`` and restore its storage folders into ``profile_dir``.
+def unpack(blob: bytes, profile_dir: Path, secrets: Sequence[str]) -> list[str]:
+    """Verify ``blob`` (decrypted by any of ``secrets``) and restore its storage folders.
 
     Everything is validated before anything is written, so a bad archive leaves the
     target untouched. The caller is expected to pass a fresh (empty or missing)
     profile folder. Returns the restored member names (relative paths).
     Raises ``LoginStateError`` with a clear reason on any problem.
     """
-    raw = _open_frame(blob, secret)
+    raw = _open_frame(blob, secrets)
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             return _extract(tar, Path(profile_dir))

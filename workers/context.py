@@ -15,6 +15,7 @@ from typing import Any
 
 from shared import live_state
 from shared.config import Settings
+from shared.secrets import secret_keys
 from shared.services import session_events
 from shared.uow import UnitOfWork
 from workers.browser.runtime import BrowserRuntime
@@ -46,7 +47,7 @@ class WorkerContext:
             self.settings.WA_WEB_URL,
             on_event=self.on_event,
             qr_max_rotations=self.settings.QR_MAX_ROTATIONS,
-            login_state_secret=self.settings.SECRET_KEY,
+            login_state_keys=secret_keys(self.settings),
         )
         log.info("worker %s: browser runtime started", self.worker_id)
 

@@ -15,6 +15,7 @@ import socket
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared.config import get_settings
+from shared.secrets import require_secret_keys
 from shared.services import workers as worker_services
 from shared.services.ownership import fail_interrupted_jobs
 from workers.context import WorkerContext, current, install
@@ -30,6 +31,7 @@ def on_worker_init(**_kwargs) -> None:
     """Before any task is consumed: runtime, registration, background threads."""
     try:
         settings = get_settings()
+        require_secret_keys(settings)
         ctx = WorkerContext(settings)
         ctx.start()
         install(ctx)

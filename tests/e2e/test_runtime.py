@@ -59,7 +59,7 @@ def manager(runtime, simulator, events, tmp_path_factory) -> Iterator[SessionMan
         events,
         qr_max_rotations=5,
         crash_restart_limit=3,
-        login_state_secret=SECRET,
+        login_state_keys=[SECRET],
     )
     try:
         yield mgr
@@ -235,7 +235,7 @@ def test_offline_banner_keeps_status(manager, simulator, events, caplog):
 def test_qr_timeout_after_max_rotations(runtime, simulator, tmp_path):
     server, control = simulator
     log = EventLog()
-    mgr = SessionManager(runtime, tmp_path, server.url, log, qr_max_rotations=2, login_state_secret=SECRET)
+    mgr = SessionManager(runtime, tmp_path, server.url, log, qr_max_rotations=2, login_state_keys=[SECRET])
     control.clock(40)  # first ref 1.5 s, then 0.5 s each
     try:
         mgr.start("zeta")
@@ -251,7 +251,7 @@ def test_qr_timeout_after_max_rotations(runtime, simulator, tmp_path):
 
         # More allowed rotations than the site issues: the idle "reload" state ends it.
         mgr2 = SessionManager(
-            runtime, tmp_path / "b", server.url, log, qr_max_rotations=50, login_state_secret=SECRET
+            runtime, tmp_path / "b", server.url, log, qr_max_rotations=50, login_state_keys=[SECRET]
         )
         mark = log.mark()
         mgr2.start("eta")

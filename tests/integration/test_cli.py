@@ -35,7 +35,11 @@ def test_the_readme_flow(fresh_sqlite, broker_prefix):
     token = out.strip().splitlines()[-1]
     assert token.startswith("zh_") and len(token) > 30
 
-    app = create_app(Settings.from_env({}, DATABASE_URL=fresh_sqlite, BROKER_KEY_PREFIX=broker_prefix))
+    app = create_app(
+        Settings.from_env(
+            {}, DATABASE_URL=fresh_sqlite, BROKER_KEY_PREFIX=broker_prefix, SECRET_KEY="cli-test"
+        )
+    )
     client = app.test_client()
     assert client.get("/session", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 

@@ -15,6 +15,7 @@ from shared import login_state
 from shared.login_state import FORMAT_VERSION, MAGIC, LoginStateError, pack, unpack
 
 SECRET = "unit-test-secret"
+KEYS = [SECRET]
 
 
 def _make_profile(root: Path) -> Path:
@@ -55,10 +56,10 @@ def _tar_with(*members: tarfile.TarInfo, data: bytes = b"x") -> bytes:
 
 def test_round_trip_restores_only_storage_folders(tmp_path: Path) -> None:
     src = _make_profile(tmp_path / "src")
-    blob = pack(src, SECRET)
+    blob = pack(src, KEYS)
     assert blob[:4] == MAGIC and blob[4] == 1
     dst = tmp_path / "dst"
-    written = unpack(blob, dst, SECRET)
+    written = unpack(blob, dst, KEYS)
     idb = "Default/IndexedDB/http_127.0.0.1_8000.indexeddb.leveldb"
     assert f"{idb}/000003.log" in written
     assert (dst / idb / "000003.log").read_bytes() == (src / idb / "000003.log").read_bytes()
@@ -71,7 +72,7 @@ def test_round_trip_restores_only_storage_folders(tmp_path: Path) -> None:
 
 def test_pack_is_encrypted(tmp_path: Path) -> None:
     src = _make_profile(tmp_path / "src")
-    blob = pack(src, SECRET)
+    blob = pack(src, KEYS)
     assert b"key-material" not in blob
     assert b"IndexedDB" not in blob
 
@@ -91,20 +92,23 @@ def test_pack_skips_symlinks_and_vanishing_files(tmp_path: Path, monkeypatch) ->
         return real_read(path)
 
     monkeypatch.setattr(login_state, "_read_stable", flaky)
-    written = unpack(pack(src, SECRET), tmp_path / "dst", SECRET)
+    written = unpack(pack(src, KEYS), tmp_path / "dst", KEYS)
     assert not any(n.endswith(("/link", "/gone.log")) for n in written)
 
 
 def test_pack_without_storage_fails(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(LoginStateError, match="no login storage"):
-        pack(tmp_path / "empty", SECRET)
+        pack(tmp_path / "empty", KEYS)
 
 
 def test_empty_secret_refused(tmp_path: Path) -> None:
     src = _make_profile(tmp_path / "src")
-    with pytest.raises(LoginStateError, match="secret"):
-        pack(src, "")
+    for keys in ([], [""]):
+        with pytest.raises(LoginStateError, match="secret"):
+            pack(src, keys)
+    with pytest.raises(TypeError, match="list of keys"):
+        pack(src, SECRET)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -118,47 +122,47 @@ def test_empty_secret_refused(tmp_path: Path) -> None:
     ],
 )
 def test_corrupt_frames(tmp_path: Path, mutate, reason: str) -> None:
-    blob = pack(_make_profile(tmp_path / "src"), SECRET)
+    blob = pack(_make_profile(tmp_path / "src"), KEYS)
     with pytest.raises(LoginStateError, match=reason):
-        unpack(mutate(blob), tmp_path / "dst", SECRET)
+        unpack(mutate(blob), tmp_path / "dst", KEYS)
     assert not (tmp_path / "dst").exists()
 
 
 def test_not_bytes(tmp_path: Path) -> None:
     with pytest.raises(LoginStateError, match="not bytes"):
-        unpack("ZHLS", tmp_path / "dst", SECRET)  # type: ignore[arg-type]
+        unpack("ZHLS", tmp_path / "dst", KEYS)  # type: ignore[arg-type]
 
 
 def test_wrong_secret(tmp_path: Path) -> None:
-    blob = pack(_make_profile(tmp_path / "src"), SECRET)
+    blob = pack(_make_profile(tmp_path / "src"), KEYS)
     with pytest.raises(LoginStateError, match="decrypted"):
-        unpack(blob, tmp_path / "dst", "another-secret")
+        unpack(blob, tmp_path / "dst", ["another-secret"])
 
 
 def test_valid_token_but_not_zlib(tmp_path: Path) -> None:
     blob = _frame(login_state._fernet(SECRET).encrypt(b"definitely not zlib"))
     with pytest.raises(LoginStateError, match="decompressed"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
 
 
 def test_truncated_zlib(tmp_path: Path) -> None:
     data = zlib.compress(b"a" * 10000)[:-6]
     blob = _frame(login_state._fernet(SECRET).encrypt(data))
     with pytest.raises(LoginStateError, match="truncated|decompressed"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
 
 
 def test_decompression_bomb_refused(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(login_state, "MAX_UNPACKED_BYTES", 1000)
     blob = _encrypt_tar(b"\x00" * 100_000)
     with pytest.raises(LoginStateError, match="too large"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
 
 
 def test_not_a_tar(tmp_path: Path) -> None:
     blob = _encrypt_tar(b"this is not a tar archive" * 40)
     with pytest.raises(LoginStateError, match="unreadable"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +180,7 @@ def test_not_a_tar(tmp_path: Path) -> None:
 def test_unsafe_member_paths_refused(tmp_path: Path, name: str) -> None:
     blob = _encrypt_tar(_tar_with(tarfile.TarInfo(name)))
     with pytest.raises(LoginStateError, match="unsafe path|outside the storage"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
     assert not (tmp_path / "evil").exists()
 
 
@@ -187,7 +191,7 @@ def test_links_and_special_files_refused(tmp_path: Path, kind: bytes) -> None:
     info.linkname = "/etc/passwd"
     blob = _encrypt_tar(_tar_with(info))
     with pytest.raises(LoginStateError, match="not a regular file"):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
 
 
 def test_bad_member_leaves_target_untouched(tmp_path: Path) -> None:
@@ -195,7 +199,7 @@ def test_bad_member_leaves_target_untouched(tmp_path: Path) -> None:
     bad = tarfile.TarInfo("../escape")
     blob = _encrypt_tar(_tar_with(good, bad))
     with pytest.raises(LoginStateError):
-        unpack(blob, tmp_path / "dst", SECRET)
+        unpack(blob, tmp_path / "dst", KEYS)
     assert not (tmp_path / "dst").exists()
 
 
@@ -207,5 +211,5 @@ def test_symlink_inside_target_is_not_followed(tmp_path: Path) -> None:
     (dst / "Default" / "IndexedDB").symlink_to(outside, target_is_directory=True)
     blob = _encrypt_tar(_tar_with(tarfile.TarInfo("Default/IndexedDB/pwn")))
     with pytest.raises(LoginStateError, match="escapes"):
-        unpack(blob, dst, SECRET)
+        unpack(blob, dst, KEYS)
     assert not (outside / "pwn").exists()

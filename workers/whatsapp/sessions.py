@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ class SessionManager:
         on_event: EventCallback,
         qr_max_rotations: int = 5,
         crash_restart_limit: int = 3,
-        login_state_secret: str | None = None,
+        login_state_keys: Sequence[str] = (),
     ) -> None:
         self.runtime = runtime
         # Absolute + normalized, like the --user-data-dir Chromium sees (browser_pid).
@@ -98,8 +98,8 @@ class SessionManager:
         self.on_event = on_event
         self.qr_max_rotations = qr_max_rotations
         self.crash_restart_limit = crash_restart_limit
-        # Pass settings.SECRET_KEY; the env fallback only serves ad-hoc use.
-        self._secret = login_state_secret or os.environ.get("SECRET_KEY")
+        # shared.secrets.secret_keys(settings): newest first, the first one encrypts.
+        self._secret = list(login_state_keys) or None
         self._sessions: dict[str, _Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._status_lock = threading.Lock()  # status() reads from task threads
