@@ -1,4 +1,4 @@
-"""The ``zaphub`` admin command line: migrations, companies, users and tokens."""
+"""The ``zaphub`` admin command line: migrations, companies, users, tokens and keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import click
 from shared.config import get_settings
 from shared.errors import ZapHubError
 from shared.migrate import upgrade
+from shared.secrets import SecretKeyError, generate_key, require_secret_keys
 from shared.services import accounts
+from shared.services.key_rotation import rotate_login_states
 from shared.uow import UnitOfWork
 
 
@@ -99,6 +101,42 @@ def token_rotate(email: str) -> None:
         _fail(exc)
     click.echo(f"new API token of {email} (shown once):")
     click.echo(new_token)
+
+
+@main.group()
+def keys() -> None:
+    """Keys that encrypt stored login states (SECRET_KEYS, newest first)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new random key, to put first in SECRET_KEYS."""
+    click.echo(generate_key())
+
+
+@keys.command("rotate")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--dry-run", is_flag=True, help="count what would be re-encrypted; write nothing")
+def keys_rotate(batch_size: int, dry_run: bool) -> None:
+    """Re-encrypt every stored login state with the first key of SECRET_KEYS.
+
+    Exits 1 if some login state cannot be decrypted by any configured key.
+    """
+    settings = get_settings()
+    try:
+        secret_keys = require_secret_keys(settings)
+    except SecretKeyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    report = rotate_login_states(settings, secret_keys, batch_size=batch_size, dry_run=dry_run)
+    done = "would be re-encrypted" if dry_run else "re-encrypted"
+    click.echo(f"{done}: {report.reencrypted}")
+    click.echo(f"already current: {report.current}")
+    click.echo(f"saved by a worker meanwhile (left alone): {report.changed_meanwhile}")
+    click.echo(f"failed (no key decrypts them): {len(report.failed)}")
+    if report.failed:
+        click.echo(f"error: login states no key decrypts: {', '.join(report.failed)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
