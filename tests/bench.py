@@ -68,6 +68,7 @@ def bench_api(label: str, database_url: str) -> None:
         DATABASE_URL=database_url,
         REDIS_URL=REDIS_URL,
         BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
+        SECRET_KEY="bench",
     )
     set_settings(settings)
     upgrade(database_url)
