@@ -53,7 +53,12 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
 
+# A tick nobody consumed within its interval is dropped (the next tick replaces it),
+# so ticks do not pile up while no worker runs and then all run at once.
 beat_schedule = {
-    "cleanup": {"task": "zaphub.beat.cleanup", "schedule": _settings.CLEANUP_INTERVAL},
-    "sync": {"task": "zaphub.beat.sync", "schedule": _settings.SYNC_INTERVAL},
+    name: {"task": task, "schedule": interval, "options": {"expires": interval}}
+    for name, task, interval in (
+        ("cleanup", "zaphub.beat.cleanup", _settings.CLEANUP_INTERVAL),
+        ("sync", "zaphub.beat.sync", _settings.SYNC_INTERVAL),
+    )
 }

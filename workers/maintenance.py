@@ -17,7 +17,9 @@ from shared.services import session_events
 from shared.services.ownership import (
     fail_stranded_jobs,
     orphaned_sessions,
-    queue_start_jobs,
+    placement_hold,
+    republish_lost_jobs,
+    requeue_orphans,
     sessions_to_restore,
 )
 from shared.statuses import to_database
@@ -27,16 +29,20 @@ from workers.whatsapp.sessions import SESSION_ID_RE
 log = logging.getLogger(__name__)
 
 
-def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
+def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None = None) -> dict[str, int]:
     """Bring this worker's memory and the database in step.
 
     Sessions this worker no longer owns are closed; sessions it owns that should be
     live are started from their stored login state; memory statuses are written back.
+    With ``company_id`` only that company's live sessions are looked at (and counted):
+    a company's sync neither touches nor reports anyone else's sessions.
     """
     manager = ctx.manager
     closed = restored = corrected = 0
     for session_id, epoch in ctx.tracked().items():
         row = session_events.session_snapshot(ctx.uow(), session_id)
+        if company_id is not None and (row is None or row.company_id != company_id):
+            continue  # a purged row has no company left: the periodic reconcile closes it
         if row is None or (row.worker_id, row.epoch) != (ctx.worker_id, epoch) or not row.is_active:
             manager.stop(session_id, reason="moved")
             manager.flush_events()  # its last events still carry our epoch
@@ -82,18 +88,46 @@ def reconcile(ctx: WorkerContext, restore: bool = True) -> dict[str, int]:
 
 
 def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) -> dict[str, Any]:
-    """Re-place sessions whose owner is dead or missing (they restore from the database)."""
+    """Recover what dead workers and lost messages left behind, for one company or all.
+
+    Fails the jobs of dead workers, republishes jobs whose message was lost, re-places
+    sessions whose owner is dead (they restore from the database), then reconciles
+    this worker's memory. Right after a database outage nothing is done (see
+    :func:`placement_hold`); the result says why in ``skipped``.
+    """
+    hold = placement_hold(ctx.uow())
+    if hold is not None:
+        log.warning("sync for company %s skipped on worker %s: %s", company_id or "*", ctx.worker_id, hold)
+        return _sync_result(skipped=hold)
     stranded = fail_stranded_jobs(ctx.uow(), company_id)
-    orphans = orphaned_sessions(ctx.uow(), company_id)
-    job_ids = queue_start_jobs(ctx.uow(), publisher, orphans)
-    local = reconcile(ctx, restore=False)
-    return {
-        "stranded_jobs_failed": stranded,
-        "orphans_requeued": len(job_ids),
-        "orphan_sessions": sorted(s.name for s in orphans),
-        "start_jobs": job_ids,
+    republished = republish_lost_jobs(ctx.uow(), publisher, company_id)
+    requeued = requeue_orphans(ctx.uow(), publisher, orphaned_sessions(ctx.uow(), company_id))
+    local = reconcile(ctx, restore=False, company_id=company_id)
+    return _sync_result(
+        stranded_jobs_failed=stranded,
+        jobs_republished=len(republished),
+        orphans_requeued=len(requeued),
+        orphan_sessions=sorted(session.name for session, _ in requeued),
+        start_jobs=[job_id for _, job_id in requeued],
         **{f"local_{k}": v for k, v in local.items()},
+    )
+
+
+def _sync_result(**values: Any) -> dict[str, Any]:
+    # One shape for every sync result, skipped or not.
+    result: dict[str, Any] = {
+        "skipped": None,
+        "stranded_jobs_failed": 0,
+        "jobs_republished": 0,
+        "orphans_requeued": 0,
+        "orphan_sessions": [],
+        "start_jobs": [],
+        "local_closed": 0,
+        "local_restored": 0,
+        "local_corrected": 0,
     }
+    result.update(values)
+    return result
 
 
 def cleanup(ctx: WorkerContext, company_id: str | None) -> dict[str, Any]:

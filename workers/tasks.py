@@ -11,6 +11,7 @@ import logging
 from shared.config import CONTROL_QUEUE
 from shared.jobs import CeleryPublisher, JobKind
 from shared.services import jobs as job_services
+from shared.services import maintenance as maintenance_services
 from workers import maintenance
 from workers.celery_app import app
 from workers.context import current
@@ -74,7 +75,9 @@ def _run_maintenance(job_id: str, work) -> None:
         log.exception("job %s (%s) failed", job_id, job.kind)
         job_services.fail_job(ctx.uow(), job_id, f"{type(exc).__name__}: {exc}")
         return
-    job_services.finish_job(ctx.uow(), job_id, result)
+    # A beat run that changed nothing is kept only for a while (cleanup purges it).
+    noop = job.scheduled and maintenance_services.changed_nothing(result)
+    job_services.finish_job(ctx.uow(), job_id, result, noop=noop)
 
 
 @app.task(name="zaphub.maintenance.cleanup", **RETRY)
@@ -92,7 +95,7 @@ def sync(job_id: str) -> None:
 def _scheduled(kind: JobKind) -> str:
     ctx = current()
     with ctx.uow() as uow:
-        job = job_services.record_job(uow.db, kind=kind, queue=CONTROL_QUEUE, company_id=None)
+        job = job_services.record_job(uow.db, kind=kind, queue=CONTROL_QUEUE, company_id=None, scheduled=True)
         uow.commit()
     return job.id
 

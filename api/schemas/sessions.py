@@ -125,6 +125,9 @@ class CleanupPreviewSchema(Schema):
     purge_session_names = fields.List(fields.String(), dump_only=True)
     stale_jobs = fields.Integer(dump_only=True)
     stale_qr_codes = fields.Integer(dump_only=True)
+    beat_jobs_purged = fields.Integer(
+        dump_only=True, metadata={"description": "beat runs that changed nothing, past their retention"}
+    )
 
 
 class QrSchema(Schema):

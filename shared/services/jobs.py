@@ -25,8 +25,12 @@ def record_job(
     company_id: str | None,
     session_id: str | None = None,
     params: dict[str, Any] | None = None,
+    scheduled: bool = False,
 ) -> Job:
-    """Add a queued job row to the open transaction (the caller commits)."""
+    """Add a queued job row to the open transaction (the caller commits).
+
+    ``scheduled`` marks a run started by beat rather than by a client.
+    """
     job = Job(
         kind=JobKind(kind).value,
         queue=queue,
@@ -34,6 +38,7 @@ def record_job(
         session_id=session_id,
         params=json.dumps(params or {}),
         status=JobStatus.QUEUED.value,
+        scheduled=scheduled,
     )
     db.add(job)
     db.flush()
@@ -58,12 +63,26 @@ def enqueue(
     job = record_job(
         uow.db, kind=kind, queue=queue, company_id=company_id, session_id=session_id, params=params
     )
-    publisher.publish(kind, job.id, queue)
+    publish(uow.db, publisher, job, queue)
     uow.commit()
     log.info(
         "job %s (%s) queued on %s for company %s session %s", job.id, job.kind, queue, company_id, session_id
     )
     return job
+
+
+def publish(db: DbSession, publisher: JobPublisher, job: Job, queue: str) -> None:
+    """Put ``job`` on ``queue`` and record when, in the open transaction (the caller commits).
+
+    Sync republishes a job still queued long after its last publish, so every publish
+    leaves its mark on the row. The row is flushed first: a database error then stops
+    us before anything reaches the broker.
+    """
+    job.queue = queue
+    job.published_at = utcnow()
+    job.publish_count = (job.publish_count or 0) + 1
+    db.flush()
+    publisher.publish(JobKind(job.kind), job.id, queue)
 
 
 def get_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
@@ -101,9 +120,11 @@ def start_job(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
         return job
 
 
-def finish_job(uow: UnitOfWork, job_id: str, result: dict[str, Any] | None = None) -> None:
-    """Mark a job succeeded with its result."""
-    _close_job(uow, job_id, JobStatus.SUCCEEDED, result=result)
+def finish_job(
+    uow: UnitOfWork, job_id: str, result: dict[str, Any] | None = None, *, noop: bool = False
+) -> None:
+    """Mark a job succeeded with its result; ``noop`` when it changed nothing."""
+    _close_job(uow, job_id, JobStatus.SUCCEEDED, result=result, noop=noop)
 
 
 def fail_job(uow: UnitOfWork, job_id: str, error: str) -> None:
@@ -118,6 +139,7 @@ def _close_job(
     *,
     result: dict[str, Any] | None = None,
     error: str | None = None,
+    noop: bool = False,
 ) -> None:
     with uow:
         job = uow.db.get(Job, job_id, with_for_update=True)
@@ -126,6 +148,7 @@ def _close_job(
         job.status = status.value
         job.result = json.dumps(result) if result is not None else None
         job.error = error
+        job.noop = noop
         job.finished_at = utcnow()
         uow.commit()
     log.info("job %s %s%s", job_id, status.value, f": {error}" if error else "")

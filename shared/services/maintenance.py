@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings
 from shared.jobs import JobKind, JobPublisher, JobStatus
-from shared.models import Job, WhatsappSession, utcnow
+from shared.models import Company, Job, WhatsappSession, utcnow
 from shared.services.jobs import enqueue
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -31,6 +31,8 @@ class CleanupPlan:
     purge_sessions: list[WhatsappSession] = field(default_factory=list)
     stale_jobs: list[Job] = field(default_factory=list)
     stale_qr_sessions: list[WhatsappSession] = field(default_factory=list)
+    # Ids of beat runs that changed nothing, past their retention.
+    beat_job_ids: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
         """Counts and names, suitable for a job result or a dry-run answer."""
@@ -39,6 +41,7 @@ class CleanupPlan:
             "purge_session_names": sorted(s.name for s in self.purge_sessions),
             "stale_jobs": len(self.stale_jobs),
             "stale_qr_codes": len(self.stale_qr_sessions),
+            "beat_jobs_purged": len(self.beat_job_ids),
         }
 
 
@@ -47,7 +50,10 @@ def _scoped(query, model, company_id: str | None):
 
 
 def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> CleanupPlan:
-    """Compute the cleanup for one company (or every company when ``None``)."""
+    """Compute the cleanup for one company (or every company when ``None``).
+
+    Beat runs belong to no company, so only a global cleanup purges (and counts) them.
+    """
     now = utcnow()
     retention_cutoff = now - timedelta(days=settings.CLEANUP_RETENTION_DAYS)
     job_cutoff = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
@@ -70,7 +76,13 @@ def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> C
             WhatsappSession.status != SessionStatus.QRCODE.value,
         )
     )
-    return CleanupPlan(list(purge), list(stale_jobs), list(stale_qr))
+    beat_cutoff = now - timedelta(seconds=settings.BEAT_NOOP_RETENTION_SECONDS)
+    beat_jobs = db.scalars(
+        _scoped(select(Job.id), Job, company_id).where(
+            Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff
+        )
+    )
+    return CleanupPlan(list(purge), list(stale_jobs), list(stale_qr), list(beat_jobs))
 
 
 def cleanup_preview(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
@@ -80,7 +92,29 @@ def cleanup_preview(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
 
 
 def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind, company_id: str) -> Job:
+    """Enqueue a company job of ``kind`` unless one was asked for moments ago.
+
+    Within ``MAINTENANCE_COALESCE_SECONDS`` of the previous request (that did not
+    fail) the caller gets that job back: one company cannot flood the control queue.
+    """
+    window = timedelta(seconds=uow.settings.MAINTENANCE_COALESCE_SECONDS)
     with uow:
+        # The company row lock makes concurrent requests of one company take turns.
+        uow.db.get(Company, company_id, with_for_update=True)
+        recent = uow.db.scalar(
+            select(Job)
+            .where(
+                Job.company_id == company_id,
+                Job.kind == kind.value,
+                Job.status != JobStatus.FAILED.value,
+                Job.created_at >= utcnow() - window,
+            )
+            .order_by(Job.created_at.desc())
+            .limit(1)
+        )
+        if recent is not None:
+            log.info("%s for company %s coalesced into job %s", kind.value, company_id, recent.id)
+            return recent
         return enqueue(
             uow,
             publisher,
@@ -120,6 +154,8 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
                     finished_at=utcnow(),
                 )
             )
+        if plan.beat_job_ids:
+            uow.db.execute(delete(Job).where(Job.id.in_(plan.beat_job_ids)))
         if plan.stale_qr_sessions:
             uow.db.execute(
                 update(WhatsappSession)
@@ -129,3 +165,10 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
         uow.commit()
     log.info("cleanup for company %s: %s", company_id or "*", metrics)
     return metrics
+
+
+def changed_nothing(result: dict[str, Any]) -> bool:
+    """Whether a maintenance result reports no change at all: every count is zero."""
+    return all(
+        value == 0 for value in result.values() if isinstance(value, int) and not isinstance(value, bool)
+    )

@@ -12,12 +12,15 @@ import enum
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from shared.config import CONTROL_QUEUE, queue_for_worker
+from shared.db import seconds_since_outage
 from shared.jobs import JobKind, JobPublisher, JobStatus
 from shared.models import Job, WhatsappSession, Worker, utcnow
+from shared.services.jobs import enqueue, publish
 from shared.services.workers import choose_worker, is_alive, live_workers
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -52,6 +55,8 @@ def job_epoch(job: Job) -> int | None:
 # must not cancel them, and any live worker may carry them out.
 EPOCH_FREE_KINDS = frozenset({JobKind.STOP, JobKind.REMOVE})
 PLACEMENT_ATTEMPTS = 3
+# Workers that heartbeated within this many leases count as "alive recently".
+SILENCE_LOOKBACK_LEASES = 10
 
 
 def route_job(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) -> Routing:
@@ -110,9 +115,8 @@ def _route_once(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) 
             uow.commit()
             return Routing(Verdict.RUN, epoch, me)
         queue = queue_for_worker(owner.id)
-        job.queue, job.status, job.worker_id = queue, JobStatus.QUEUED.value, None
-        uow.db.flush()
-        publisher.publish(JobKind(job.kind), job.id, queue)
+        job.status, job.worker_id = JobStatus.QUEUED.value, None
+        publish(uow.db, publisher, job, queue)
         uow.commit()
         log.info("job %s for session %s forwarded to %s", job.id, session.id, queue)
         return Routing(Verdict.FORWARDED, epoch, owner.id)
@@ -186,12 +190,18 @@ def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]
 
 
 def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappSession]:
-    """Active sessions that should be live, whose owner is missing or dead, with no job pending."""
+    """Active sessions that should be live, whose owner is missing or dead, with no job pending.
+
+    Only a job that can still arrive counts as pending: one queued (or republished)
+    recently, or one running on a live worker. An older queued job has likely lost its
+    message and must not keep the session down; sync republishes it anyway.
+    """
     with uow:
         alive = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
         pending = select(Job.session_id).where(
             Job.session_id.is_not(None),
-            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+            ((Job.status == JobStatus.QUEUED.value) & (_last_publish() >= _republish_cutoff(uow)))
+            | ((Job.status == JobStatus.RUNNING.value) & Job.worker_id.in_(alive)),
         )
         query = select(WhatsappSession).where(
             WhatsappSession.id.not_in(pending),
@@ -204,13 +214,38 @@ def orphaned_sessions(uow: UnitOfWork, company_id: str | None) -> list[WhatsappS
         return list(uow.db.scalars(query))
 
 
-def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher, sessions: list[WhatsappSession]) -> list[str]:
-    """Enqueue a start job on ``control`` for each session (placed when it runs)."""
-    from shared.services.jobs import enqueue
+def requeue_orphans(
+    uow: UnitOfWork, publisher: JobPublisher, sessions: list[WhatsappSession]
+) -> list[tuple[WhatsappSession, str]]:
+    """Mark each orphan CONNECTING and enqueue its start on ``control`` (placed when it runs).
 
-    job_ids = []
+    A session whose owner is dead must not go on saying CONNECTED. The write only
+    matches while owner and epoch are still what the caller read, so a live owner's
+    newer state (or a placement by someone else) is never overwritten; such a
+    session is left alone and gets no start job.
+    """
+    requeued = []
     for session in sessions:
         with uow:
+            marked = uow.db.execute(
+                update(WhatsappSession)
+                .where(
+                    WhatsappSession.id == session.id,
+                    WhatsappSession.epoch == session.epoch,
+                    WhatsappSession.worker_id.is_(None)
+                    if session.worker_id is None
+                    else WhatsappSession.worker_id == session.worker_id,
+                )
+                .values(status=SessionStatus.CONNECTING.value, qr_code=None)
+                .execution_options(synchronize_session=False)
+            )
+            if marked.rowcount != 1:
+                log.info(
+                    "session %s of company %s changed while being recovered; left as it is",
+                    session.id,
+                    session.company_id,
+                )
+                continue
             job = enqueue(
                 uow,
                 publisher,
@@ -219,8 +254,100 @@ def queue_start_jobs(uow: UnitOfWork, publisher: JobPublisher, sessions: list[Wh
                 company_id=session.company_id,
                 session_id=session.id,
             )
-            job_ids.append(job.id)
-    return job_ids
+        log.info(
+            "session %s of company %s lost its worker %s; start job %s queued",
+            session.id,
+            session.company_id,
+            session.worker_id,
+            job.id,
+        )
+        requeued.append((session, job.id))
+    return requeued
+
+
+def _last_publish():
+    # Rows recorded without a publish of ours (beat runs) count from their creation.
+    return func.coalesce(Job.published_at, Job.created_at)
+
+
+def _republish_cutoff(uow: UnitOfWork):
+    return utcnow() - timedelta(seconds=uow.settings.JOB_REPUBLISH_SECONDS)
+
+
+def republish_lost_jobs(uow: UnitOfWork, publisher: JobPublisher, company_id: str | None) -> list[str]:
+    """Publish again every job still queued long after its last publish; returns their ids.
+
+    Its message was most likely lost (Redis flushed or restarted without persistence).
+    A job goes back to its recorded queue while that worker is live, else to
+    ``control``, which places it. Handling a job is idempotent, so when the message was
+    only slow the duplicate is harmless. Each job is re-checked under a row lock, so two
+    concurrent syncs do not both republish it.
+    """
+    with uow:
+        query = select(Job.id).where(
+            Job.status == JobStatus.QUEUED.value, _last_publish() < _republish_cutoff(uow)
+        )
+        if company_id is not None:
+            query = query.where(Job.company_id == company_id)
+        candidates = list(uow.db.scalars(query))
+        alive_queues = {queue_for_worker(w.id) for w in live_workers(uow.db, uow.settings.WORKER_LEASE)}
+    republished = []
+    for job_id in candidates:
+        with uow:
+            job = uow.db.scalar(
+                select(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status == JobStatus.QUEUED.value,
+                    _last_publish() < _republish_cutoff(uow),
+                )
+                .with_for_update()
+            )
+            if job is None:  # started or republished meanwhile
+                continue
+            queue = job.queue if job.queue in alive_queues else CONTROL_QUEUE
+            publish(uow.db, publisher, job, queue)
+            uow.commit()
+        log.warning(
+            "job %s (%s) of company %s session %s still queued: republished on %s (publish #%d)",
+            job.id,
+            job.kind,
+            job.company_id,
+            job.session_id,
+            queue,
+            job.publish_count,
+        )
+        republished.append(job.id)
+    return republished
+
+
+def placement_hold(uow: UnitOfWork) -> str | None:
+    """Why a sync must not re-place sessions right now, or ``None`` when it may.
+
+    Right after this process lost the database, or while every worker looks silent at
+    once, missing heartbeats say more about the database than about the workers:
+    re-placing then would move every session at once. The next sync, once heartbeats
+    are back, sees the truth.
+    """
+    lease = uow.settings.WORKER_LEASE
+    since = seconds_since_outage()
+    if since is not None and since < lease:
+        return f"database outage seen {since:.1f} s ago"
+    with uow:
+        if live_workers(uow.db, lease):
+            return None
+        owners = select(WhatsappSession.worker_id).where(
+            WhatsappSession.is_active.is_(True), WhatsappSession.worker_id.is_not(None)
+        )
+        recently = utcnow() - timedelta(seconds=lease * SILENCE_LOOKBACK_LEASES)
+        silent = uow.db.scalar(
+            select(func.count())
+            .select_from(Worker)
+            .where(Worker.stopped_at.is_(None), (Worker.heartbeat_at >= recently) | Worker.id.in_(owners))
+        )
+    if silent:
+        return f"no live worker while {silent} did not stop: every worker went silent at once"
+    return None
 
 
 def fence(session_id: str, worker_id: str, epoch: int):

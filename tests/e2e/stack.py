@@ -59,7 +59,13 @@ class WorkerProcess:
     """One real ZapHub Celery worker (``python -m workers``)."""
 
     def __init__(
-        self, worker_id: str, settings: Settings, wa_url: str, root: Path, capacity: int = 20
+        self,
+        worker_id: str,
+        settings: Settings,
+        wa_url: str,
+        root: Path,
+        capacity: int = 20,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.settings = settings
@@ -76,6 +82,7 @@ class WorkerProcess:
             "WORKER_CAPACITY": str(capacity),
             "SESSIONS_DIR": str(self.sessions_dir),
             "WA_WEB_URL": wa_url,
+            **(env or {}),  # a test's own settings, e.g. a short republish threshold
         }
         self.process: subprocess.Popen | None = None
 
