@@ -11,6 +11,7 @@ from api.docs import register_docs
 from api.errors import register_error_handlers
 from api.extensions import ZapHubState, smorest_api
 from api.json_body import StrictJSONProvider
+from api.request import BoundedRequest
 from api.resources import register_blueprints
 from shared.celery_factory import broker_ping, create_celery
 from shared.config import Settings, get_settings, set_settings
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     set_settings(settings)
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     app.json = StrictJSONProvider(app)
     # Before any route is added: routes take the converter in force when added.
     app.url_map.converters["string"] = app.url_map.converters["default"] = PathSegment
