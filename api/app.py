@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 
 from api.converters import PathSegment
+from api.deadlines import register_request_deadline
 from api.docs import register_docs
 from api.errors import register_error_handlers
 from api.extensions import ZapHubState, smorest_api
@@ -15,6 +16,7 @@ from api.request import BoundedRequest
 from api.resources import register_blueprints
 from shared.celery_factory import broker_ping, create_celery
 from shared.config import Settings, get_settings, set_settings
+from shared.db import CLIENT_DEADLINE_MARGIN
 from shared.jobs import CeleryPublisher
 
 
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         broker_ping=lambda: broker_ping(celery),
     )
     smorest_api.init_app(app)
+    register_request_deadline(app, settings.DB_STATEMENT_TIMEOUT + CLIENT_DEADLINE_MARGIN)
     register_blueprints(smorest_api)
     register_error_handlers(app)
     register_docs(app)
