@@ -43,7 +43,7 @@ class SessionListArgsSchema(Schema):
         validate=validate.OneOf([s.value for s in SessionStatus] + [s.value.lower() for s in SessionStatus])
     )
     is_active = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_LIST_OFFSET + 1))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
     @validates_schema
