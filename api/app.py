@@ -6,12 +6,17 @@ import logging
 
 from flask import Flask
 
+from api.converters import PathSegment
+from api.deadlines import register_request_deadline
 from api.docs import register_docs
 from api.errors import register_error_handlers
 from api.extensions import ZapHubState, smorest_api
+from api.json_body import StrictJSONProvider
+from api.request import BoundedRequest
 from api.resources import register_blueprints
 from shared.celery_factory import broker_ping, create_celery
 from shared.config import Settings, get_settings, set_settings
+from shared.db import CLIENT_DEADLINE_MARGIN
 from shared.jobs import CeleryPublisher
 from shared.secrets import require_secret_keys
 
@@ -23,6 +28,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     require_secret_keys(settings)
     set_settings(settings)
     app = Flask(__name__)
+    app.request_class = BoundedRequest
+    app.json = StrictJSONProvider(app)
+    # Before any route is added: routes take the converter in force when added.
+    app.url_map.converters["string"] = app.url_map.converters["default"] = PathSegment
     app.config.update(
         TESTING=settings.TESTING,
         MAX_CONTENT_LENGTH=64 * 1024,
@@ -49,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         broker_ping=lambda: broker_ping(celery),
     )
     smorest_api.init_app(app)
+    register_request_deadline(app, settings.DB_STATEMENT_TIMEOUT + CLIENT_DEADLINE_MARGIN)
     register_blueprints(smorest_api)
     register_error_handlers(app)
     register_docs(app)

@@ -27,7 +27,12 @@ def encode_config(config: Any, field: str = "config") -> str:
     """Serialise a session config (a JSON object of bounded size) to JSON text."""
     if not isinstance(config, dict):
         raise InvalidInput(field, f"{field} must be a JSON object")
-    text = json.dumps(config, separators=(",", ":"), sort_keys=True)
+    try:
+        # allow_nan=False: a NaN or Infinity stored here would be served back as
+        # non-standard JSON that strict clients cannot read.
+        text = json.dumps(config, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(field, f"{field} must be standard JSON: no NaN or Infinity") from None
     if len(text.encode()) > CONFIG_MAX_BYTES:
         raise InvalidInput(field, f"{field} must be at most {CONFIG_MAX_BYTES} bytes of JSON")
     return text

@@ -1,7 +1,6 @@
 """``GET /health``: liveness and readiness (no authentication)."""
 
-from flask_smorest import Blueprint
-
+from api.blueprint import Blueprint
 from api.extensions import state, unit_of_work
 from api.schemas.health import HealthSchema
 from shared.services.health import check_health

@@ -1,8 +1,7 @@
 """``GET /jobs/<id>``: follow a job of the caller's company."""
 
-from flask_smorest import Blueprint
-
 from api.auth import authenticate_request, company_id
+from api.blueprint import Blueprint
 from api.extensions import unit_of_work
 from api.schemas.jobs import JobSchema
 from shared.services.jobs import get_job

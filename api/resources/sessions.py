@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import admin_required, authenticate_request, company_id
+from api.blueprint import Blueprint
 from api.extensions import publisher, unit_of_work
 from api.qr_render import negotiate_qr_format, render_qr
 from api.schemas.jobs import JobSchema
@@ -115,11 +115,15 @@ def restart(name: str):
 
 
 @blp.route("/<string:name>/qr")
+@admin_required
 @blp.arguments(QrArgsSchema, location="query")
 @blp.response(200, QrSchema, content_type="application/json")
 @blp.alt_response(200, description="the QR as an image", content_type="image/png")
 def qr(args, name: str):
-    """The current QR code as JSON, PNG or SVG (``?format=`` or the Accept header)."""
+    """The current QR code as JSON, PNG or SVG (``?format=`` or the Accept header).
+
+    Admin only: whoever scans the QR links the company's session to their phone.
+    """
     session = sessions.current_qr(unit_of_work(), company_id(), name)
     fmt = negotiate_qr_format(args.get("format"), request.accept_mimetypes)
     if fmt == "json":

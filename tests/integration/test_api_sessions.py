@@ -188,18 +188,18 @@ def test_cleanup_preview_and_run(client, tenant, settings):
 
 def test_qr_needs_a_waiting_session_and_renders_three_formats(client, tenant, settings):
     create(client, tenant)
-    assert client.get("/session/vendas/qr", headers=tenant.agent).status_code == 409
+    assert client.get("/session/vendas/qr", headers=tenant.admin).status_code == 409
     with UnitOfWork(settings) as uow:
         row = uow.db.scalar(select(WhatsappSession))
         row.status, row.qr_code = "QRCODE", "2@abc,def,ghi,jkl"
         uow.commit()
-    as_json = client.get("/session/vendas/qr", headers=tenant.agent)
+    as_json = client.get("/session/vendas/qr", headers=tenant.admin)
     assert as_json.get_json()["qr_code"] == "2@abc,def,ghi,jkl"
-    png = client.get("/session/vendas/qr?format=png", headers=tenant.agent)
+    png = client.get("/session/vendas/qr?format=png", headers=tenant.admin)
     assert png.mimetype == "image/png" and png.data.startswith(b"\x89PNG")
-    svg = client.get("/session/vendas/qr", headers={**tenant.agent, "Accept": "image/svg+xml"})
+    svg = client.get("/session/vendas/qr", headers={**tenant.admin, "Accept": "image/svg+xml"})
     assert svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
-    assert client.get("/session/vendas/qr?format=gif", headers=tenant.agent).status_code == 422
+    assert client.get("/session/vendas/qr?format=gif", headers=tenant.admin).status_code == 422
 
 
 def test_qr_png_decodes_to_the_stored_text(client, tenant, settings):
@@ -213,7 +213,7 @@ def test_qr_png_decodes_to_the_stored_text(client, tenant, settings):
         row = uow.db.scalar(select(WhatsappSession))
         row.status, row.qr_code = "QRCODE", "2@Zm9vYmFy,a2V5MQ==,a2V5Mg==,c2VjcmV0"
         uow.commit()
-    png = client.get("/session/vendas/qr?format=png", headers=tenant.agent).data
+    png = client.get("/session/vendas/qr?format=png", headers=tenant.admin).data
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     assert [d.text for d in decoded] == ["2@Zm9vYmFy,a2V5MQ==,a2V5Mg==,c2VjcmV0"]
 
