@@ -74,7 +74,9 @@ def deadline(seconds: float) -> Iterator[None]:
     ``/health`` knows how long it can wait at most.
     """
     previous = getattr(_local, "budget_end", None)
-    _local.budget_end = time.monotonic() + seconds
+    end = time.monotonic() + seconds
+    # A nested budget may only shorten the one around it.
+    _local.budget_end = end if previous is None else min(previous, end)
     try:
         yield
     finally:
