@@ -65,6 +65,8 @@ class WorkerContext:
         self._epochs_lock = threading.Lock()
         # Login-state saves wait for Chromium to flush storage: keep them off the event thread.
         self._savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="login-state")
+        self._saves_queued: set[str] = set()  # one background save per session at a time
+        self._saves_lock = threading.Lock()
         self._stopping = threading.Event()
         # Random per process, set by register(); never logged.
         self.lease_token: str | None = None
@@ -154,7 +156,7 @@ class WorkerContext:
             ),
         )
         if applied and event == "ready":
-            self._savers.submit(self.save_login_state, session_id)
+            self._save_in_background(session_id)
 
     def _until_stored(self, session_id: str, what: str, write: Callable[[int], T]) -> T | None:
         """Run the fenced ``write(epoch)`` until the database answers.
@@ -186,6 +188,26 @@ class WorkerContext:
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    def _save_in_background(self, session_id: str) -> None:
+        """Queue a login-state save unless one is already queued or running for the session."""
+        with self._saves_lock:
+            if session_id in self._saves_queued:
+                return
+            self._saves_queued.add(session_id)
+
+        def save() -> None:
+            try:
+                self.save_login_state(session_id)
+            finally:
+                with self._saves_lock:
+                    self._saves_queued.discard(session_id)
+
+        try:
+            self._savers.submit(save)
+        except RuntimeError:  # shutting down: the shutdown saves everything itself
+            with self._saves_lock:
+                self._saves_queued.discard(session_id)
 
     def _connected(self, session_id: str) -> bool:
         state = self.manager.status(session_id) if self.manager else None
@@ -234,7 +256,7 @@ class WorkerContext:
         missing = session_events.without_login_state(self.uow(), connected)
         for session_id in missing:
             log.info("session %s: connected with no stored login state; saving it now", session_id)
-            self._savers.submit(self.save_login_state, session_id)
+            self._save_in_background(session_id)
         return len(missing)
 
     def stop(self) -> None:
