@@ -74,6 +74,7 @@ def test_item_7_a_sigkilled_worker_restarts_at_once_under_the_same_id(
     first = WorkerProcess("w1", settings, simulator_server.url, tmp_path)
     first.env.update(slow_lease)
     first.start()
+    again: WorkerProcess | None = None
     try:
         link_session(api, sim, "vendas")
         devices = len(sim.state()["devices"])
@@ -87,7 +88,7 @@ def test_item_7_a_sigkilled_worker_restarts_at_once_under_the_same_id(
         assert api.wait_status("vendas", "CONNECTED", phone_number=PHONE)["worker_id"] == "w1"
         assert len(sim.state()["devices"]) == devices
     finally:
-        for process in (first, locals().get("again")):
+        for process in (first, again):
             if process is not None:
                 process.terminate(timeout=30)
                 process.kill()
