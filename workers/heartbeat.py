@@ -3,19 +3,25 @@
 The heartbeat thread only beats (and shares live state), so a long browser operation
 can never delay it past the lease and make other workers take this one's sessions.
 Reconciling and saving login states run on threads of their own.
+
+A heartbeat that finds another process holding this worker's lease means this process
+must stop acting at once: it closes its browsers and exits non-zero.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
-from shared.services import workers as worker_services
 from workers.context import WorkerContext
 from workers.maintenance import reconcile
 
 log = logging.getLogger(__name__)
+
+# Exit status of a worker process that lost its lease to another process.
+EXIT_LEASE_LOST = 4
 
 
 class Periodic(threading.Thread):
@@ -45,14 +51,32 @@ def start_background(ctx: WorkerContext) -> list[Periodic]:
     settings = ctx.settings
 
     def beat() -> None:
-        worker_services.heartbeat(ctx.uow(), ctx.worker_id)
+        if not ctx.heartbeat():
+            lose_lease(ctx)
         ctx.publish_live_state(ttl=settings.HEARTBEAT_INTERVAL * 3)
+
+    def housekeeping() -> None:
+        reconcile(ctx)
+        ctx.save_missing_login_states()
 
     threads = [
         Periodic("heartbeat", settings.HEARTBEAT_INTERVAL, beat),
-        Periodic("reconcile", settings.SYNC_INTERVAL, lambda: reconcile(ctx)),
+        Periodic("reconcile", settings.SYNC_INTERVAL, housekeeping),
         Periodic("login-state-saver", settings.LOGIN_STATE_SAVE_INTERVAL, ctx.save_all_login_states),
     ]
     for thread in threads:
         thread.start()
     return threads
+
+
+def lose_lease(ctx: WorkerContext) -> None:
+    """Another process holds this worker id's lease: close every browser and exit."""
+    log.error(
+        "worker %s lost its lease to another process with the same WORKER_ID; closing browsers and exiting",
+        ctx.worker_id,
+    )
+    try:
+        ctx.abandon()
+    finally:
+        # Not sys.exit: this is a background thread, and Celery must not go on consuming.
+        os._exit(EXIT_LEASE_LOST)

@@ -1,16 +1,17 @@
 """Worker lifecycle in Celery signals: start the runtime, register, restore, stop.
 
-On start a worker registers in ``workers``, fails the jobs it was running when it last
-went down, starts its browser runtime and background threads, and restores the active
-sessions it owns. On a graceful shutdown it saves every login state, closes its
-browsers and marks itself stopped.
+On start a worker takes its id's lease in ``workers`` (refusing to start, before any
+browser or job is touched, while another live process holds it), fails the jobs it was
+running when it last went down, starts its browser runtime and background threads, and
+restores the active sessions it owns. On a graceful shutdown it saves every login
+state, closes its browsers and marks itself stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
+import sys
 
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
@@ -21,6 +22,9 @@ from shared.services.ownership import fail_interrupted_jobs
 from workers.context import WorkerContext, current, install
 from workers.heartbeat import Periodic, start_background
 from workers.maintenance import reconcile
+
+# Exit status of a worker that refused to start because its id is taken.
+EXIT_ID_IN_USE = 3
 
 log = logging.getLogger(__name__)
 _background: list[Periodic] = []
@@ -33,19 +37,18 @@ def on_worker_init(**_kwargs) -> None:
         settings = get_settings()
         require_secret_keys(settings)
         ctx = WorkerContext(settings)
+        # The lease first: a twin of a live worker must not fail its jobs or open browsers.
+        ctx.register()
         ctx.start()
         install(ctx)
-        worker_services.register_worker(
-            ctx.uow(),
-            ctx.worker_id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            capacity=settings.WORKER_CAPACITY,
-        )
         interrupted = fail_interrupted_jobs(ctx.uow(), ctx.worker_id)
         if interrupted:
             log.warning("worker %s: %d interrupted jobs marked failed", ctx.worker_id, interrupted)
         _background.extend(start_background(ctx))
+    except worker_services.WorkerIdInUse as exc:
+        log.error("worker refused to start: %s", exc)
+        print(f"zaphub worker refused to start: {exc}", file=sys.stderr, flush=True)
+        os._exit(EXIT_ID_IN_USE)
     except Exception:
         # Celery swallows errors raised by signal handlers; a worker without its
         # browser runtime must not consume jobs it cannot run.
@@ -78,4 +81,4 @@ def on_worker_shutdown(**_kwargs) -> None:
     try:
         ctx.stop()
     finally:
-        worker_services.mark_stopped(ctx.uow(), ctx.worker_id)
+        worker_services.mark_stopped(ctx.uow(), ctx.worker_id, ctx.token)

@@ -53,7 +53,7 @@ def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None =
         if state and state["live"] and to_database(state["status"]).value != row.status:
             error = state.get("last_error") if state["status"] == "error" else None
             corrected += session_events.set_memory_status(
-                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], error
+                ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], error, lease_token=ctx.token
             )
     if restore:
         for session_id, epoch in sessions_to_restore(ctx.uow(), ctx.worker_id):
@@ -74,7 +74,7 @@ def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None =
                 reason = f"restore failed: {exc}"
                 log.warning("session %s: %s", session_id, reason)
                 session_events.set_memory_status(
-                    ctx.uow(), session_id, ctx.worker_id, epoch, "error", error=reason
+                    ctx.uow(), session_id, ctx.worker_id, epoch, "error", error=reason, lease_token=ctx.token
                 )
     if closed or restored or corrected:
         log.info(

@@ -3,6 +3,10 @@
 A task hands a job id here. The job is marked running, routed (run here, forward to
 the owner, or refuse as stale), carried out against the live-session manager, and
 closed as succeeded or failed with a readable result.
+
+Planned closes (stop, restart) save a fresh login state of the live profile first, and
+a restart or start on the worker that already ran the session at this epoch reuses the
+live profile folder instead of rebuilding it from a possibly older stored archive.
 """
 
 from __future__ import annotations
@@ -66,12 +70,14 @@ def _act(
     elif kind is JobKind.STOP:
         if session.is_active:  # reactivated after this stop was requested: the newer wish wins
             return _result(ctx, session_id, epoch, note="session is active again; not stopped")
-        _close(ctx, session_id, epoch, reason="stopped")
+        _close(ctx, session_id, epoch, reason="stopped", save=True)
     elif kind is JobKind.REMOVE:
         purge = bool(params.get("purge"))
         _close(ctx, session_id, epoch, reason="removed")
         ctx.manager.remove_local(session_id, timeout=ctx.settings.BROWSER_TIMEOUT)
-        if not session_events.deactivate(ctx.uow(), session_id, ctx.worker_id, epoch, purge=purge):
+        if not session_events.deactivate(
+            ctx.uow(), session_id, ctx.worker_id, epoch, purge=purge, lease_token=ctx.token
+        ):
             raise RuntimeError("the session moved to another worker while being removed; retry")
         ctx.forget(session_id)
         return {"worker_id": ctx.worker_id, "epoch": epoch, "status": "disconnected", "purged": purge}
@@ -79,29 +85,64 @@ def _act(
 
 
 def _open(ctx: WorkerContext, session_id: str, epoch: int, fresh: bool) -> None:
-    """Start (or, when ``fresh``, restart) the browser from the stored login state."""
+    """Start (or, when ``fresh``, restart) the browser.
+
+    The live profile folder is reused when this worker last ran it at this epoch;
+    otherwise the profile comes from the stored login state.
+    """
     login = session_events.load_login_state(ctx.uow(), session_id)
     timeout = ctx.settings.BROWSER_TIMEOUT
+    tag = profile_tag(epoch)
     try:
         if fresh:
-            ctx.manager.restart(session_id, login_state=login, timeout=timeout * 2)
+            ctx.manager.restart(
+                session_id,
+                login_state=login,
+                timeout=timeout * 2,
+                profile_tag=tag,
+                save=_saver(ctx, session_id),
+            )
         else:
-            ctx.manager.start(session_id, login_state=login, timeout=timeout)
+            ctx.manager.start(session_id, login_state=login, timeout=timeout, profile_tag=tag)
     except LoginStateError as exc:
         # Keep nothing half-restored running: close it, then report the reason.
         _close(ctx, session_id, epoch, reason="restore failed")
         reason = f"stored login state is unusable: {exc}"
         session_events.set_memory_status(
-            ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.ERROR, error=reason
+            ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.ERROR, reason, lease_token=ctx.token
         )
         raise
 
 
-def _close(ctx: WorkerContext, session_id: str, epoch: int, reason: str) -> None:
-    """Close the browser and record DISCONNECTED even if no event was due to say so."""
-    ctx.manager.stop(session_id, reason=reason, timeout=ctx.settings.BROWSER_TIMEOUT)
+def profile_tag(epoch: int) -> str:
+    """The tag a profile folder is launched under: the owner epoch.
+
+    Any run of the session elsewhere bumps the epoch, so a matching tag means this
+    worker's folder is the newest copy of the login.
+    """
+    return f"epoch-{epoch}"
+
+
+def _saver(ctx: WorkerContext, session_id: str):
+    """The pre-close save: one fenced attempt (a database outage must not hold the close)."""
+    return lambda archive: ctx.store_login_state(session_id, archive, patient=False)
+
+
+def _close(ctx: WorkerContext, session_id: str, epoch: int, reason: str, save: bool = False) -> None:
+    """Close the browser and record DISCONNECTED even if no event was due to say so.
+
+    With ``save``, a connected session's login state is stored first.
+    """
+    ctx.manager.stop(
+        session_id,
+        reason=reason,
+        timeout=ctx.settings.BROWSER_TIMEOUT,
+        save=_saver(ctx, session_id) if save else None,
+    )
     ctx.manager.flush_events()
-    session_events.set_memory_status(ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.DISCONNECTED)
+    session_events.set_memory_status(
+        ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.DISCONNECTED, lease_token=ctx.token
+    )
 
 
 def _result(ctx: WorkerContext, session_id: str, epoch: int, note: str | None = None) -> dict[str, Any]:

@@ -164,16 +164,14 @@ def fail_interrupted_jobs(uow: UnitOfWork, worker_id: str) -> int:
 
 
 def _should_be_live():
-    # Mid-start or connected; or stopped quietly (worker shutdown) with a login to restore.
-    # Sessions that ended with a reason (logout, conflict, QR timeout, error) stay down
-    # until someone starts them: restoring a conflict would steal the phone back.
+    # Mid-start, waiting for a scan or connected; or closed quietly (a worker shutdown,
+    # a restart half-way) - whether or not a login was stored, so a session that was
+    # waiting for its QR gets a fresh one. Sessions that ended with a reason (logout,
+    # conflict, QR timeout, error) stay down until someone starts them: restoring a
+    # conflict would steal the phone back.
     return WhatsappSession.status.in_(
         [SessionStatus.CONNECTING.value, SessionStatus.QRCODE.value, SessionStatus.CONNECTED.value]
-    ) | (
-        (WhatsappSession.status == SessionStatus.DISCONNECTED.value)
-        & WhatsappSession.auth_state_updated_at.is_not(None)
-        & WhatsappSession.last_error.is_(None)
-    )
+    ) | ((WhatsappSession.status == SessionStatus.DISCONNECTED.value) & WhatsappSession.last_error.is_(None))
 
 
 def sessions_to_restore(uow: UnitOfWork, worker_id: str) -> list[tuple[str, int]]:
@@ -350,10 +348,18 @@ def placement_hold(uow: UnitOfWork) -> str | None:
     return None
 
 
-def fence(session_id: str, worker_id: str, epoch: int):
-    """An UPDATE on ``session_id`` that matches only while ``worker_id`` owns it at ``epoch``."""
+def fence(session_id: str, worker_id: str, epoch: int, lease_token: str):
+    """An UPDATE on ``session_id`` that matches only while ``worker_id`` owns it at ``epoch``.
+
+    It is also bound to the process holding ``worker_id``'s lease: a second process that
+    started with the same id (or an old one that lost its lease) carries another token,
+    so its writes match nothing.
+    """
     return update(WhatsappSession).where(
         WhatsappSession.id == session_id,
         WhatsappSession.worker_id == worker_id,
         WhatsappSession.epoch == epoch,
+        WhatsappSession.worker_id.in_(
+            select(Worker.id).where(Worker.id == worker_id, Worker.lease_token == lease_token)
+        ),
     )

@@ -1,8 +1,10 @@
 """What WhatsApp Web events write to the database, fenced by owner and epoch.
 
 Each write is one conditional UPDATE that matches only while the writing worker still
-owns the session at the epoch it started it with; a worker that lost the session
-(reassigned while it was partitioned, a duplicated job) changes nothing.
+owns the session at the epoch it started it with, and only from the process that holds
+that worker's lease (its ``lease_token``); a worker that lost the session (reassigned
+while it was partitioned, a duplicated job, a second process with the same id) changes
+nothing.
 """
 
 from __future__ import annotations
@@ -61,14 +63,21 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def apply_event(
-    uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, event: str, payload: dict[str, Any]
+    uow: UnitOfWork,
+    session_id: str,
+    worker_id: str,
+    epoch: int,
+    event: str,
+    payload: dict[str, Any],
+    *,
+    lease_token: str,
 ) -> bool:
     """Write what ``event`` means for the session; ``False`` if fenced out or no-op."""
     changes = event_changes(event, payload)
     if changes is None:
         return False
     with uow:
-        result = uow.db.execute(fence(session_id, worker_id, epoch).values(**changes))
+        result = uow.db.execute(fence(session_id, worker_id, epoch, lease_token).values(**changes))
         uow.commit()
     applied = result.rowcount == 1
     if applied:
@@ -91,6 +100,8 @@ def set_memory_status(
     epoch: int,
     status: MemoryStatus | str,
     error: str | None = None,
+    *,
+    lease_token: str,
 ) -> bool:
     """Write a worker-memory status (through the one mapping), fenced."""
     changes: dict[str, Any] = {"status": to_database(status).value}
@@ -99,16 +110,20 @@ def set_memory_status(
     if changes["status"] != SessionStatus.QRCODE.value:
         changes["qr_code"] = None
     with uow:
-        result = uow.db.execute(fence(session_id, worker_id, epoch).values(**changes))
+        result = uow.db.execute(fence(session_id, worker_id, epoch, lease_token).values(**changes))
         uow.commit()
     return result.rowcount == 1
 
 
-def save_login_state(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, archive: bytes) -> bool:
+def save_login_state(
+    uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, archive: bytes, *, lease_token: str
+) -> bool:
     """Store the session's login-state archive (already encrypted), fenced."""
     with uow:
         result = uow.db.execute(
-            fence(session_id, worker_id, epoch).values(auth_state=archive, auth_state_updated_at=utcnow())
+            fence(session_id, worker_id, epoch, lease_token).values(
+                auth_state=archive, auth_state_updated_at=utcnow()
+            )
         )
         uow.commit()
     if result.rowcount == 1:
@@ -122,23 +137,19 @@ def load_login_state(uow: UnitOfWork, session_id: str) -> bytes | None:
         return uow.db.scalar(select(WhatsappSession.auth_state).where(WhatsappSession.id == session_id))
 
 
-def deactivate(uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, purge: bool) -> bool:
+def deactivate(
+    uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, purge: bool, *, lease_token: str
+) -> bool:
     """After a remove: mark the row inactive and stopped, or delete it when purging."""
     with uow:
-        if purge:
-            result = uow.db.execute(
-                delete(WhatsappSession).where(
-                    WhatsappSession.id == session_id,
-                    WhatsappSession.worker_id == worker_id,
-                    WhatsappSession.epoch == epoch,
-                )
+        # The fenced UPDATE both checks ownership and locks the row for the delete.
+        result = uow.db.execute(
+            fence(session_id, worker_id, epoch, lease_token).values(
+                is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None
             )
-        else:
-            result = uow.db.execute(
-                fence(session_id, worker_id, epoch).values(
-                    is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None
-                )
-            )
+        )
+        if result.rowcount == 1 and purge:
+            uow.db.execute(delete(WhatsappSession).where(WhatsappSession.id == session_id))
         uow.commit()
     return result.rowcount == 1
 
@@ -147,3 +158,17 @@ def session_snapshot(uow: UnitOfWork, session_id: str) -> WhatsappSession | None
     """The session row (without its login-state blob)."""
     with uow:
         return uow.db.get(WhatsappSession, session_id)
+
+
+def without_login_state(uow: UnitOfWork, session_ids: list[str]) -> set[str]:
+    """Which of ``session_ids`` have no stored login state yet."""
+    if not session_ids:
+        return set()
+    with uow:
+        return set(
+            uow.db.scalars(
+                select(WhatsappSession.id).where(
+                    WhatsappSession.id.in_(session_ids), WhatsappSession.auth_state_updated_at.is_(None)
+                )
+            )
+        )

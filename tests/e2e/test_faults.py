@@ -113,20 +113,28 @@ def test_qr_timeout_ends_disconnected_with_the_reason(api, sim, start_worker):
 
 
 def test_corrupt_stored_login_state_is_an_error_not_a_crash_loop(api, sim, start_worker, settings):
-    worker = start_worker("w1")
+    first = start_worker("w1")
     session = link_session(api, sim, "vendas")
     with UnitOfWork(settings) as uow:
         row = uow.db.scalar(select(WhatsappSession).where(WhatsappSession.id == session["id"]))
         row.auth_state = row.auth_state[:-40] + b"x" * 40
         uow.commit()
-    restart = api.call("post", "/session/vendas/restart", 202).get_json()
-    job = api.wait_job(restart["job"]["id"])
+    # A restart on w1 would reuse its live profile and never read the archive: the archive
+    # is what a fresh worker (another machine, or a crash that lost the folder) starts from.
+    first.kill()
+    second = start_worker("w2")
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == ["w2"], 20, message="w1's lease to expire"
+    )
+    sync = api.call("post", "/session/sync", 202).get_json()
+    [start_job] = api.wait_job(sync["id"])["result"]["start_jobs"]
+    job = api.wait_job(start_job)
     assert job["status"] == "failed" and "login state" in job["error"]
     failed = api.wait_status("vendas", "ERROR")
-    assert "checksum" in failed["last_error"]
+    assert "checksum" in failed["last_error"] and failed["worker_id"] == "w2"
     time.sleep(4)  # two reconcile rounds: nothing retries it in a loop
     assert api.session("vendas")["status"] == "ERROR"
-    assert worker.browsers() == {}
+    assert second.browsers() == {}
     assert "Traceback" not in failed["last_error"]
 
 

@@ -59,9 +59,10 @@ def test_publish_failure_rolls_back_everything(uow, tenant):
 
 
 def test_choose_worker_prefers_least_loaded_live_worker_under_capacity(uow, tenant):
-    workers.register_worker(UnitOfWork(uow.settings), "w1", hostname="h", pid=1, capacity=2)
-    workers.register_worker(UnitOfWork(uow.settings), "w2", hostname="h", pid=2, capacity=2)
-    workers.register_worker(UnitOfWork(uow.settings), "dead", hostname="h", pid=3, capacity=50)
+    register = dict(hostname="h", lease_seconds=30)
+    workers.register_worker(UnitOfWork(uow.settings), "w1", pid=1, capacity=2, **register)
+    w2_token = workers.register_worker(UnitOfWork(uow.settings), "w2", pid=2, capacity=2, **register)
+    workers.register_worker(UnitOfWork(uow.settings), "dead", pid=3, capacity=50, **register)
     with UnitOfWork(uow.settings) as u:
         u.db.get(Worker, "dead").heartbeat_at = utcnow() - timedelta(hours=1)
         for index, owner in enumerate(["w1", "w1", "w2"]):
@@ -74,7 +75,7 @@ def test_choose_worker_prefers_least_loaded_live_worker_under_capacity(uow, tena
         u.commit()
     with UnitOfWork(uow.settings) as u:
         assert workers.choose_worker(u.db, lease_seconds=30) is None  # everyone full
-    workers.mark_stopped(UnitOfWork(uow.settings), "w2")
+    workers.mark_stopped(UnitOfWork(uow.settings), "w2", w2_token)
     with UnitOfWork(uow.settings) as u:
         assert [w.id for w in workers.live_workers(u.db, 30)] == ["w1"]
 

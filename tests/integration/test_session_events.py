@@ -1,4 +1,4 @@
-"""Event writes are fenced by owner and epoch; events map to the documented columns."""
+"""Event writes are fenced by owner, epoch and lease; events map to the documented columns."""
 
 from __future__ import annotations
 
@@ -7,12 +7,21 @@ from sqlalchemy.orm import undefer
 
 from shared.models import WhatsappSession
 from shared.services import session_events
+from shared.services import workers as worker_services
 from shared.services.ownership import sessions_to_restore
 from shared.uow import UnitOfWork
 
 
 @pytest.fixture
-def session_id(settings, tenant) -> str:
+def token(settings) -> str:
+    """The lease token of the process registered as w1."""
+    return worker_services.register_worker(
+        UnitOfWork(settings), "w1", hostname="h", pid=1, capacity=5, lease_seconds=30
+    )
+
+
+@pytest.fixture
+def session_id(settings, tenant, token) -> str:
     with UnitOfWork(settings) as uow:
         row = WhatsappSession(company_id=tenant.company_id, name="vendas", worker_id="w1", epoch=3)
         uow.db.add(row)
@@ -26,20 +35,34 @@ def row(settings, session_id) -> WhatsappSession:
 
 
 @pytest.mark.parametrize("worker,epoch", [("w1", 2), ("w2", 3), ("w1", 4)])
-def test_writes_from_a_stale_owner_or_epoch_change_nothing(settings, session_id, worker, epoch):
+def test_writes_from_a_stale_owner_or_epoch_change_nothing(settings, session_id, token, worker, epoch):
+    assert_fenced_out(settings, session_id, worker, epoch, token)
+
+
+def assert_fenced_out(settings, session_id, worker, epoch, token) -> None:
+    fenced = dict(lease_token=token)
     assert not session_events.apply_event(
-        UnitOfWork(settings), session_id, worker, epoch, "qr", {"qr": "2@x"}
+        UnitOfWork(settings), session_id, worker, epoch, "qr", {"qr": "2@x"}, **fenced
     )
-    assert not session_events.save_login_state(UnitOfWork(settings), session_id, worker, epoch, b"s")
-    assert not session_events.deactivate(UnitOfWork(settings), session_id, worker, epoch, purge=True)
+    assert not session_events.set_memory_status(
+        UnitOfWork(settings), session_id, worker, epoch, "error", "x", **fenced
+    )
+    assert not session_events.save_login_state(
+        UnitOfWork(settings), session_id, worker, epoch, b"s", **fenced
+    )
+    assert not session_events.deactivate(
+        UnitOfWork(settings), session_id, worker, epoch, purge=True, **fenced
+    )
     current = row(settings, session_id)
     assert current.status == "DISCONNECTED" and current.qr_code is None
     assert current.auth_state is None and current.is_active is True
 
 
-def test_events_write_what_the_design_says(settings, session_id):
+def test_events_write_what_the_design_says(settings, session_id, token):
     def apply(event, payload=None):
-        assert session_events.apply_event(UnitOfWork(settings), session_id, "w1", 3, event, payload or {})
+        assert session_events.apply_event(
+            UnitOfWork(settings), session_id, "w1", 3, event, payload or {}, lease_token=token
+        )
         return row(settings, session_id)
 
     assert apply("connecting").status == "CONNECTING"
@@ -49,7 +72,9 @@ def test_events_write_what_the_design_says(settings, session_id):
     ready = apply("ready", {"phone_number": "5511", "push_name": "Loja"})
     assert (ready.status, ready.phone_number, ready.push_name) == ("CONNECTED", "5511", "Loja")
     assert ready.last_seen is not None
-    assert session_events.save_login_state(UnitOfWork(settings), session_id, "w1", 3, b"archive")
+    assert session_events.save_login_state(
+        UnitOfWork(settings), session_id, "w1", 3, b"archive", lease_token=token
+    )
     failed = apply("auth_failure", {"reason": "repeated start failures"})
     assert failed.status == "ERROR" and failed.last_error == "repeated start failures"
     stopped = apply("disconnected", {"reason": "stopped"})
@@ -63,6 +88,8 @@ def test_restore_picks_sessions_meant_to_be_live(settings, tenant):
         "connected": dict(status="CONNECTED"),
         "qr": dict(status="QRCODE"),
         "stopped-with-login": dict(status="DISCONNECTED", auth_state=b"a", last_error=None),
+        "stopped-waiting-for-qr": dict(status="DISCONNECTED", last_error=None),
+        "qr-timeout": dict(status="DISCONNECTED", last_error="qr timeout"),
         "conflict": dict(status="DISCONNECTED", auth_state=b"a", last_error="conflict"),
         "logout": dict(status="DISCONNECTED", last_error="logout"),
         "error": dict(status="ERROR", auth_state=b"a", last_error="bad"),
@@ -80,4 +107,4 @@ def test_restore_picks_sessions_meant_to_be_live(settings, tenant):
         uow.commit()
         names = {s.id: s.name for s in uow.db.query(WhatsappSession)}
     restored = {names[sid] for sid, _ in sessions_to_restore(UnitOfWork(settings), "w1")}
-    assert restored == {"connected", "qr", "stopped-with-login"}
+    assert restored == {"connected", "qr", "stopped-with-login", "stopped-waiting-for-qr"}

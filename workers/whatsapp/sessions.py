@@ -17,6 +17,12 @@ is being recovered (the status goes straight to CONNECTING). After
 ``auth_failure`` ("repeated start failures"); with ``crash_restart_limit=0`` a crash
 emits ``disconnected`` reason ``crash`` instead.
 
+Planned closes (stop, restart) can hand a fresh login-state archive of the live profile
+to a ``save`` callback before the context goes. A restart (or a start) given a
+``profile_tag`` reuses the profile folder when it is intact and was last run under the
+same tag (the caller's owner epoch): it is then at least as new as any stored archive.
+Otherwise the profile is rebuilt from the archive.
+
 Logs name the session id, never QR text, tokens or login state.
 """
 
@@ -48,8 +54,12 @@ log = logging.getLogger(__name__)
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CLOSE_TIMEOUT = 15.0
+# Written into a profile folder: the tag (owner epoch) it was last launched under.
+PROFILE_TAG_FILE = ".zaphub-profile-tag"
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
+# Receives a login-state archive of the live profile just before a planned close.
+SaveCallback = Callable[[bytes], object]
 
 __all__ = ["SESSION_ID_RE", "LoginStateError", "SessionManager"]
 
@@ -72,7 +82,6 @@ class _Session:
     failures: int = 0  # consecutive failed (re)launches
     wanted: bool = False  # should be live; False after stop / terminal events
     restarts_begun: int = 0
-    last_restart_state: bytes | None = None
     recovering: asyncio.Task | None = None
     closing: set[int] = field(default_factory=set)  # ids of contexts we close on purpose
 
@@ -108,27 +117,50 @@ class SessionManager:
         self._dispatcher.start()
 
     # ================================================================ public (sync)
-    def start(self, session_id: str, login_state: bytes | None = None, timeout: float = 60) -> None:
-        """Open the session (idempotent). Restores ``login_state`` into a fresh profile.
+    def start(
+        self,
+        session_id: str,
+        login_state: bytes | None = None,
+        timeout: float = 60,
+        profile_tag: str | None = None,
+    ) -> None:
+        """Open the session (idempotent).
 
-        Raises ``LoginStateError`` for a corrupt archive, ``RuntimeTimeout`` on timeout.
+        Reuses the profile folder when it is intact and tagged ``profile_tag``; otherwise
+        restores ``login_state`` into a fresh profile. Raises ``LoginStateError`` for a
+        corrupt archive, ``RuntimeTimeout`` on timeout.
         """
         self._check_id(session_id)
-        self.runtime.submit(self._start(session_id, login_state), timeout)
+        self.runtime.submit(self._start(session_id, login_state, profile_tag), timeout)
 
-    def stop(self, session_id: str, reason: str = "stopped", timeout: float = 30) -> None:
-        """Close the session's context (idempotent) and emit ``disconnected``."""
-        self._check_id(session_id)
-        self.runtime.submit(self._stop(session_id, reason), timeout)
+    def stop(
+        self, session_id: str, reason: str = "stopped", timeout: float = 30, save: SaveCallback | None = None
+    ) -> None:
+        """Close the session's context (idempotent) and emit ``disconnected``.
 
-    def restart(self, session_id: str, login_state: bytes | None = None, timeout: float = 120) -> None:
-        """Close, delete the local profile folder, start again (from ``login_state``).
-
-        Concurrent restarts of one session coalesce: a caller whose request was
-        already satisfied by a restart that began after it asked returns at once.
+        A connected session's login state goes to ``save`` first.
         """
         self._check_id(session_id)
-        self.runtime.submit(self._restart(session_id, login_state), timeout)
+        self.runtime.submit(self._stop(session_id, reason, save), timeout)
+
+    def restart(
+        self,
+        session_id: str,
+        login_state: bytes | None = None,
+        timeout: float = 120,
+        profile_tag: str | None = None,
+        save: SaveCallback | None = None,
+    ) -> None:
+        """Save (to ``save``), close and start again.
+
+        The live profile folder is reused when it is intact and tagged ``profile_tag``;
+        otherwise it is deleted and rebuilt from ``login_state`` (validated before
+        anything is torn down). Concurrent restarts of one session coalesce: a caller
+        whose request was already satisfied by a restart that began after it asked
+        returns at once.
+        """
+        self._check_id(session_id)
+        self.runtime.submit(self._restart(session_id, login_state, profile_tag, save), timeout)
 
     def remove_local(self, session_id: str, timeout: float = 30) -> None:
         """Stop the session if needed and delete its profile folder."""
@@ -172,7 +204,7 @@ class SessionManager:
         return next((pid for pid, folder in browser_processes().items() if folder == wanted), None)
 
     def close_all(self, timeout: float = 60) -> None:
-        """Stop every session (reason ``stopped``) and stop the dispatcher."""
+        """Close every session (reason ``shutdown``) and deliver the queued events."""
         if self.runtime.is_running():
             self.runtime.submit(self._close_all(), timeout)
         self.flush_events(timeout=10)
@@ -237,16 +269,20 @@ class SessionManager:
                 s = self._sessions[sid] = _Session(sid, self.sessions_dir / sid)
         return s
 
-    async def _start(self, sid: str, blob: bytes | None) -> None:
+    async def _start(self, sid: str, blob: bytes | None, tag: str | None) -> None:
         async with self._lock(sid):
             s = self._get(sid)
             if s.context is not None:
                 return
-            await self._start_locked(s, blob)
+            await self._start_locked(s, blob, tag)
 
-    async def _start_locked(self, s: _Session, blob: bytes | None) -> None:
-        if blob is not None:
+    async def _start_locked(self, s: _Session, blob: bytes | None, tag: str | None) -> None:
+        if self._reusable(s, tag):
+            log.info("session %s: reusing its live profile folder", s.session_id)
+        elif blob is not None:
             await self._restore(s, blob)
+        if tag is not None:
+            await asyncio.to_thread(self._write_tag, s, tag)
         s.wanted = True
         s.failures = 0
         self._emit(s, "connecting", {})
@@ -380,38 +416,67 @@ class SessionManager:
                     with self._status_lock:
                         s.last_error = f"relaunch failed: {type(exc).__name__}"
 
-    async def _stop(self, sid: str, reason: str) -> None:
+    async def _stop(self, sid: str, reason: str, save: SaveCallback | None = None) -> None:
         async with self._lock(sid):
             s = self._sessions.get(sid)
             if s is None:
                 return
+            await self._save_before_close(s, save)
             await self._stop_locked(s, reason)
+
+    async def _save_before_close(self, s: _Session, save: SaveCallback | None) -> None:
+        """Hand a fresh archive of a connected session's live profile to ``save`` (lock held).
+
+        Best effort: a failed snapshot or save is logged and the close goes on (the
+        profile folder itself stays, and the stored archive is only older).
+        """
+        if save is None or s.context is None or s.status != "connected":
+            return
+        try:
+            await self._wait_storage_quiet(s.session_id)
+            archive = await asyncio.to_thread(self._pack, s.session_id)
+            await asyncio.to_thread(save, archive)
+        except Exception as exc:  # noqa: BLE001 - never block a close on a snapshot
+            log.warning("session %s: login state not saved before closing: %s", s.session_id, exc)
+
+    def _reusable(self, s: _Session, tag: str | None) -> bool:
+        """Whether the profile folder is intact and was last launched under ``tag``."""
+        if tag is None or not (s.profile_dir / "Default").is_dir():
+            return False
+        try:
+            return (s.profile_dir / PROFILE_TAG_FILE).read_text() == tag
+        except OSError:
+            return False
+
+    def _write_tag(self, s: _Session, tag: str) -> None:
+        s.profile_dir.mkdir(parents=True, exist_ok=True)
+        (s.profile_dir / PROFILE_TAG_FILE).write_text(tag)
 
     async def _stop_locked(self, s: _Session, reason: str) -> None:
         s.wanted = False
         await self._close_context(s)
         self._emit(s, "disconnected", {"reason": reason})
 
-    async def _restart(self, sid: str, blob: bytes | None) -> None:
+    async def _restart(
+        self, sid: str, blob: bytes | None, tag: str | None, save: SaveCallback | None
+    ) -> None:
         s = self._get(sid)
         ticket = s.restarts_begun
         async with self._lock(sid):
-            if (
-                s.restarts_begun > ticket
-                and s.context is not None
-                and (blob is None or blob == s.last_restart_state)
-            ):
+            if s.restarts_begun > ticket and s.context is not None:
                 log.info("session %s: restart coalesced with a newer one", sid)
                 return
             s.restarts_begun += 1
-            s.last_restart_state = blob
-            if blob is not None:
+            reuse = self._reusable(s, tag)
+            if blob is not None and not reuse:
                 # Validate before tearing anything down: a corrupt archive keeps the
                 # session as it was.
                 await asyncio.to_thread(self._validate, blob)
+            await self._save_before_close(s, save)
             await self._stop_locked(s, "restart")
-            await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
-            await self._start_locked(s, blob)
+            if not reuse:
+                await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
+            await self._start_locked(s, None if reuse else blob, tag)
 
     def _validate(self, blob: bytes) -> None:
         if self._secret is None:
@@ -428,11 +493,16 @@ class SessionManager:
                 self._sessions.pop(sid, None)
 
     async def _snapshot(self, sid: str) -> bytes:
-        if self._secret is None:
-            raise LoginStateError("no login state secret configured (SECRET_KEY)")
-        # A live profile's latest localStorage writes reach the disk only after
-        # Chromium's commit delay: wait until the page's storage has been quiet that long
-        # (bounded, so a page that writes constantly still gets a best-effort snapshot).
+        await self._wait_storage_quiet(sid)
+        async with self._lock(sid):
+            return await asyncio.to_thread(self._pack, sid)
+
+    async def _wait_storage_quiet(self, sid: str) -> None:
+        """Wait until the page's storage has been quiet for Chromium's commit delay.
+
+        A live profile's latest localStorage writes reach the disk only after that
+        delay; bounded, so a page that writes constantly still gets a best-effort copy.
+        """
         give_up = time.monotonic() + 4 * LOCAL_STORAGE_COMMIT_DELAY
         while time.monotonic() < give_up:
             s = self._sessions.get(sid)
@@ -443,12 +513,17 @@ class SessionManager:
             if quiet >= LOCAL_STORAGE_COMMIT_DELAY:
                 break
             await asyncio.sleep(min(LOCAL_STORAGE_COMMIT_DELAY - quiet + 0.05, 1.0))
-        async with self._lock(sid):
-            return await asyncio.to_thread(login_state.pack, self.sessions_dir / sid, self._secret)
+
+    def _pack(self, sid: str) -> bytes:
+        if self._secret is None:
+            raise LoginStateError("no login state secret configured (SECRET_KEY)")
+        return login_state.pack(self.sessions_dir / sid, self._secret)
 
     async def _close_all(self) -> None:
         for sid in list(self._sessions):
             async with self._lock(sid):
                 s = self._sessions[sid]
                 if s.context is not None or s.wanted:
-                    await self._stop_locked(s, "stopped")
+                    # "shutdown", not "stopped": the session is still wanted, and its
+                    # owner (or another live worker) brings it back.
+                    await self._stop_locked(s, "shutdown")
