@@ -24,6 +24,7 @@ from shared.services.ownership import (
 )
 from shared.statuses import to_database
 from workers.context import WorkerContext
+from workers.runner import profile_tag
 from workers.whatsapp.sessions import SESSION_ID_RE
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,13 @@ def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None =
                 continue
             ctx.adopt(session_id, epoch)
             try:
+                # After this worker's own restart its folder, if still tagged with the
+                # epoch, is newer than any archive (a SIGKILL saves nothing).
                 manager.start(
                     session_id,
                     session_events.load_login_state(ctx.uow(), session_id),
                     timeout=ctx.settings.BROWSER_TIMEOUT,
+                    profile_tag=profile_tag(epoch),
                 )
                 restored += 1
             except Exception as exc:
