@@ -54,12 +54,10 @@ def test_two_workers_share_sessions_and_jobs_run_on_the_owner(api, sim, start_wo
 def test_a_job_with_an_old_epoch_changes_nothing(api, sim, start_worker, settings, tenant):
     worker = start_worker("w1")
     session = link_session(api, sim, "vendas")
+    assert session["epoch"] >= 1  # placed once: epoch 0 is an older placement
     browsers = worker.browsers()
-    with UnitOfWork(settings) as uow:  # the session moved on since the job below was issued
-        uow.db.get(WhatsappSession, session["id"]).epoch = session["epoch"] + 1
-        uow.commit()
     publisher = CeleryPublisher(create_celery(settings))
-    with UnitOfWork(settings) as uow:
+    with UnitOfWork(settings) as uow:  # issued before the session's last move
         stale = enqueue(
             uow,
             publisher,
@@ -67,13 +65,13 @@ def test_a_job_with_an_old_epoch_changes_nothing(api, sim, start_worker, setting
             queue="worker.w1",
             company_id=tenant.company_id,
             session_id=session["id"],
-            params={"epoch": session["epoch"]},
+            params={"epoch": session["epoch"] - 1},
         )
     result = api.wait_job(stale.id)
     assert result["status"] == "failed" and "stale job" in result["error"]
     after = api.session("vendas")
     assert after["is_active"] is True and after["status"] == "CONNECTED"
-    assert after["epoch"] == session["epoch"] + 1
+    assert after["epoch"] == session["epoch"]
     assert worker.browsers() == browsers  # same Chromium process: nothing was restarted
 
 

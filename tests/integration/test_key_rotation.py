@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.login_state import LoginStateError, pack, verify
 from shared.models import WhatsappSession, utcnow
 from shared.services import key_rotation, session_events
+from shared.services import workers as worker_services
 from shared.uow import UnitOfWork
 
 OLD, NEW = "rotation-old-key", "rotation-new-key"
@@ -106,12 +107,17 @@ def test_rotate_reencrypts_every_row_with_the_first_key(settings, tenant, tmp_pa
 def test_rotate_leaves_a_row_saved_meanwhile_alone(settings, tenant, tmp_path, monkeypatch):
     ids = _sessions(settings, tenant, {"busy": _archive(tmp_path, [OLD]), "idle": _archive(tmp_path, [OLD])})
     fresher = _archive(tmp_path, [OLD])
+    lease = worker_services.register_worker(
+        UnitOfWork(settings), "w1", hostname="elsewhere", pid=1, capacity=5, lease_seconds=30
+    )
     real_reencrypt = login_state.reencrypt
 
     def worker_saves_busy_while_rotating(blob: bytes, keys):
         # The worker (still on the old key) saves a fresher state between read and write.
         if blob == _stored(settings)[ids["busy"]][0]:
-            assert session_events.save_login_state(UnitOfWork(settings), ids["busy"], "w1", 1, fresher)
+            assert session_events.save_login_state(
+                UnitOfWork(settings), ids["busy"], "w1", 1, fresher, lease_token=lease
+            )
         return real_reencrypt(blob, keys)
 
     monkeypatch.setattr(key_rotation, "reencrypt", worker_saves_busy_while_rotating)
