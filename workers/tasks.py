@@ -16,6 +16,7 @@ from workers import maintenance
 from workers.celery_app import app
 from workers.context import current
 from workers.runner import JobNotVisible, run_session_job
+from workers.sending import SendLater, run_send_job
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ def stop_session(job_id: str) -> None:
 def remove_session(job_id: str) -> None:
     """Close, deactivate, delete local files; purge the row when asked."""
     run_session_job(current(), _publisher(), job_id)
+
+
+# A send waits (not connected yet, the session's pace, another send) this many times at most.
+SEND_MAX_RETRIES = 60
+
+
+@app.task(name="zaphub.message.send", bind=True, **RETRY)
+def send_message(self, job_id: str) -> None:
+    """Send the session's unsent messages in order, up to and including this job's own."""
+    try:
+        run_send_job(current(), _publisher(), job_id, last_attempt=self.request.retries >= SEND_MAX_RETRIES)
+    except SendLater as later:
+        raise self.retry(countdown=later.countdown, max_retries=SEND_MAX_RETRIES + 1) from None
 
 
 def _run_maintenance(job_id: str, work) -> None:

@@ -54,6 +54,9 @@ def job_epoch(job: Job) -> int | None:
 # Closing and deactivating mean the same thing at any epoch: a move of the session
 # must not cancel them, and any live worker may carry them out.
 EPOCH_FREE_KINDS = frozenset({JobKind.STOP, JobKind.REMOVE})
+# A send is the client's wish at any epoch: after a move it follows the session to its
+# new owner instead of going stale (the message's own send state keeps it exactly-once).
+EPOCH_FOLLOWING_KINDS = frozenset({JobKind.SEND})
 PLACEMENT_ATTEMPTS = 3
 # Workers that heartbeated within this many leases count as "alive recently".
 SILENCE_LOOKBACK_LEASES = 10
@@ -81,7 +84,8 @@ def _route_once(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) 
             return Routing(Verdict.GONE, reason="session no longer exists")
         kind = JobKind(job.kind)
         epoch, issued = session.epoch, job_epoch(job)
-        if kind not in EPOCH_FREE_KINDS and issued is not None and issued < epoch:
+        stale_able = kind not in EPOCH_FREE_KINDS | EPOCH_FOLLOWING_KINDS
+        if stale_able and issued is not None and issued < epoch:
             return Routing(
                 Verdict.STALE,
                 epoch,
