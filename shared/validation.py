@@ -41,6 +41,8 @@ def encode_config(config: Any, field: str = "config") -> str:
 # ASCII digits only: ``\d`` would also take other scripts' digits.
 PHONE_RE = re.compile(r"^[0-9]{8,15}\Z")
 CHAT_ID_RE = re.compile(r"^(?:[0-9]{8,15}@c\.us|[0-9]{5,32}(?:-[0-9]{1,16})?@g\.us)\Z")
+# Either of the two: what a ``to`` (or a ``chat`` filter) may be.
+RECIPIENT_RE = re.compile(rf"{PHONE_RE.pattern[:-2]}\Z|{CHAT_ID_RE.pattern}")
 TO_RULE = "must be a phone number (8-15 digits) or a chat id ('<digits>@c.us' or '<digits>@g.us')"
 TEXT_MAX_CHARS = 65_536
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}\Z")

@@ -5,15 +5,14 @@ from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import MAX_LIST_OFFSET
 from shared.validation import (
-    CHAT_ID_RE,
     IDEMPOTENCY_KEY_RE,
     IDEMPOTENCY_KEY_RULE,
-    PHONE_RE,
+    RECIPIENT_RE,
     TEXT_MAX_CHARS,
     TO_RULE,
 )
 
-RECIPIENT = validate.Or([validate.Regexp(PHONE_RE), validate.Regexp(CHAT_ID_RE)], error=TO_RULE)
+RECIPIENT = validate.Regexp(RECIPIENT_RE, error=f"must be {TO_RULE[8:]}")
 
 
 class MessageCreateSchema(Schema):
