@@ -101,8 +101,8 @@ def page() -> FakePage:
 
 
 def context(settings, linked, page, **overrides) -> WorkerContext:
-    fast = {"SEND_RATE_PER_MINUTE": 60_000.0, "SEND_JITTER_SECONDS": 0.0, **overrides}
-    ctx = WorkerContext(settings.with_overrides(WORKER_ID="w1", **fast))
+    fast = {"WORKER_ID": "w1", "SEND_RATE_PER_MINUTE": 60_000.0, "SEND_JITTER_SECONDS": 0.0, **overrides}
+    ctx = WorkerContext(settings.with_overrides(**fast))
     ctx.lease_token = linked.token
     ctx.manager = page
     ctx.adopt(linked.id, linked.epoch)
@@ -266,3 +266,39 @@ def test_the_send_task_is_registered_by_its_explicit_name():
 
     assert send_message.name == TASK_NAMES[JobKind.SEND] == "zaphub.message.send"
     assert "zaphub.message.send" in app.tasks
+
+
+def test_a_send_of_a_dead_worker_is_queued_again_and_the_next_owner_finishes_it_once(
+    settings, ctx, page, linked
+):
+    from datetime import timedelta
+
+    from shared.models import utcnow
+    from shared.services import workers as worker_services
+    from shared.services.ownership import fail_stranded_jobs, republish_lost_jobs
+
+    queued = queue_send(settings, "survives")
+    page.crash = "after"  # the page took it, then the worker died before storing that
+    with pytest.raises(SendLater):
+        run_send_job(ctx, Recorder(), queued.job.id)
+    with UnitOfWork(settings) as uow:
+        uow.db.get(Worker, "w1").heartbeat_at = utcnow() - timedelta(seconds=300)
+        uow.commit()
+    token = worker_services.register_worker(
+        UnitOfWork(settings), "w2", hostname="h2", pid=2, capacity=5, lease_seconds=30
+    )
+
+    assert fail_stranded_jobs(UnitOfWork(settings), None) == 0  # not failed: queued again
+    stranded = job_row(settings, queued.job.id)
+    assert (stranded.status, stranded.queue, stranded.worker_id) == ("queued", "control", None)
+    recorder = Recorder()
+    fast = settings.with_overrides(JOB_REPUBLISH_SECONDS=0.0)
+    assert republish_lost_jobs(UnitOfWork(fast), recorder, None) == [queued.job.id]
+    assert recorder.published == [("send", queued.job.id, "control")]
+
+    successor = context(settings, linked, page, WORKER_ID="w2")
+    successor.lease_token = token
+    successor.adopt(linked.id, linked.epoch + 1)  # the restore on w2 runs it at the next epoch
+    result = run_send_job(successor, Recorder(), queued.job.id)
+    assert result["send_state"] == "sent" and len(page.calls) == 1
+    assert job_row(settings, queued.job.id).status == "succeeded"
