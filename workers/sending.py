@@ -46,11 +46,16 @@ _locks_guard = threading.Lock()
 
 
 class SendLater(Exception):
-    """The send cannot go ahead now; retry the job after ``countdown`` seconds."""
+    """The send cannot go ahead now; retry the job after ``countdown`` seconds.
 
-    def __init__(self, countdown: float, reason: str) -> None:
+    ``patient``: only waiting its turn (the session's pace, another send of the
+    session); such waits never count towards giving up.
+    """
+
+    def __init__(self, countdown: float, reason: str, *, patient: bool = False) -> None:
         super().__init__(reason)
         self.countdown = countdown
+        self.patient = patient
 
 
 class FencedOut(RuntimeError):
@@ -101,7 +106,7 @@ def run_send_job(
             raise SendLater(RETRY_SOON, routing.reason)
         result = _send_in_order(ctx, own.session_id, routing.epoch, own.id)
     except SendLater as later:
-        if not last_attempt:
+        if not last_attempt or later.patient:
             log.info(
                 "send job %s of session %s waits %.1fs: %s", job_id, own.session_id, later.countdown, later
             )
@@ -136,7 +141,7 @@ def _send_in_order(ctx: WorkerContext, session_id: str, epoch: int, own_id: str)
         raise SendLater(RETRY_SOON, "the session is not connected on its worker")
     lock = session_lock(session_id)
     if not lock.acquire(timeout=1.0):
-        raise SendLater(RETRY_SOON, "another send of this session is in progress")
+        raise SendLater(RETRY_SOON, "another send of this session is in progress", patient=True)
     sent: list[str] = []
     try:
         while True:
@@ -161,7 +166,9 @@ def _pace(ctx: WorkerContext, session_id: str) -> None:
     jitter = random.uniform(0, max(ctx.settings.SEND_JITTER_SECONDS, 0))
     wait = (not_before - utcnow()).total_seconds() + jitter
     if wait > MAX_INLINE_WAIT:
-        raise SendLater(min(wait, send_interval(ctx.settings)), "waiting for the session's send rate")
+        raise SendLater(
+            min(wait, send_interval(ctx.settings)), "waiting for the session's send rate", patient=True
+        )
     if wait > 0:
         time.sleep(wait)
 

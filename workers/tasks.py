@@ -63,17 +63,21 @@ def remove_session(job_id: str) -> None:
     run_session_job(current(), _publisher(), job_id)
 
 
-# A send waits (not connected yet, the session's pace, another send) this many times at most.
-SEND_MAX_RETRIES = 60
+# A send tries this many times (not connected yet, the page failed) before its message is
+# ERROR; waiting its turn (the session's pace, another send) is not counted.
+SEND_MAX_FAILURES = 60
 
 
 @app.task(name="zaphub.message.send", bind=True, **RETRY)
-def send_message(self, job_id: str) -> None:
+def send_message(self, job_id: str, failures: int = 0) -> None:
     """Send the session's unsent messages in order, up to and including this job's own."""
     try:
-        run_send_job(current(), _publisher(), job_id, last_attempt=self.request.retries >= SEND_MAX_RETRIES)
+        run_send_job(current(), _publisher(), job_id, last_attempt=failures >= SEND_MAX_FAILURES)
     except SendLater as later:
-        raise self.retry(countdown=later.countdown, max_retries=SEND_MAX_RETRIES + 1) from None
+        failures += 0 if later.patient else 1
+        raise self.retry(
+            args=[job_id], kwargs={"failures": failures}, countdown=later.countdown, max_retries=None
+        ) from None
 
 
 def _run_maintenance(job_id: str, work) -> None:

@@ -302,3 +302,30 @@ def test_a_send_of_a_dead_worker_is_queued_again_and_the_next_owner_finishes_it_
     result = run_send_job(successor, Recorder(), queued.job.id)
     assert result["send_state"] == "sent" and len(page.calls) == 1
     assert job_row(settings, queued.job.id).status == "succeeded"
+
+
+@pytest.mark.parametrize("patient,counted", [(True, 3), (False, 4)])
+def test_waiting_its_turn_never_counts_towards_giving_up(monkeypatch, patient, counted):
+    import workers.tasks as tasks
+
+    seen = {}
+
+    def run(_ctx, _publisher, job_id, *, last_attempt):
+        seen["last_attempt"] = last_attempt
+        raise SendLater(1.5, "busy", patient=patient)
+
+    class Retry(Exception):
+        pass
+
+    def retry(**options):
+        seen.update(options)
+        return Retry()
+
+    monkeypatch.setattr(tasks, "run_send_job", run)
+    monkeypatch.setattr(tasks, "current", lambda: None)
+    monkeypatch.setattr(tasks, "_publisher", lambda: None)
+    monkeypatch.setattr(tasks.send_message, "retry", retry)
+    with pytest.raises(Retry):
+        tasks.send_message.run("job-1", failures=3)
+    assert seen["kwargs"] == {"failures": counted} and seen["args"] == ["job-1"]
+    assert seen["countdown"] == 1.5 and seen["max_retries"] is None and seen["last_attempt"] is False
