@@ -220,3 +220,26 @@ def test_worker_events_route_to_the_message_store(settings, linked):
     ctx.on_event(linked.id, "message_ack", {"wa_id": inbound(1)["wa_id"], "chat_id": "x", "ack": 2})
     [row] = messages(settings, linked.id)
     assert row.ack == "DEVICE"
+
+
+def test_message_events_are_retried_through_a_database_outage(settings, linked, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import workers.context as context_module
+    from workers.context import WorkerContext
+
+    real = inbox.record_message
+    failures = iter([True, True])
+
+    def flaky(*args, **kwargs):
+        if next(failures, False):
+            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(context_module.MESSAGE_WRITES, "message", flaky)
+    monkeypatch.setattr(context_module, "RETRY_FIRST_DELAY", 0.01)
+    ctx = WorkerContext(settings.with_overrides(WORKER_ID="w1"))
+    ctx.lease_token = linked.token
+    ctx.adopt(linked.id, linked.epoch)
+    ctx.on_event(linked.id, "message", inbound(1))
+    assert [m.body for m in messages(settings, linked.id)] == ["hello 1"]
