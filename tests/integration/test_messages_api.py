@@ -255,13 +255,18 @@ def test_cursor_pages_are_stable_while_messages_arrive(client, tenant, linked, s
     assert seen == [f"hello {n}" for n in range(6, -1, -1)]
 
 
-@pytest.mark.parametrize("cursor", ["nonsense", "AAAA", "x" * 150, "tampered"])
+@pytest.mark.parametrize("cursor", ["nonsense", "AAAA", "x" * 150, "tampered", "another-deployment"])
 def test_a_cursor_that_is_not_ours_is_422_naming_before(client, tenant, linked, settings, cursor):
+    from shared.cursors import encode_cursor
+    from shared.models import utcnow
+
     for n in range(3):
         store(settings, linked, inbound(n))
     if cursor == "tampered":
         good = client.get("/session/vendas/messages?limit=1", headers=tenant.agent).get_json()["next_cursor"]
         cursor = good[:-2] + ("AA" if good[-2:] != "AA" else "BB")
+    elif cursor == "another-deployment":
+        cursor = encode_cursor(settings.with_overrides(SECRET_KEY="someone-else"), utcnow(), "0" * 32)
     response = client.get(f"/session/vendas/messages?before={cursor}", headers=tenant.agent)
     assert response.status_code == 422
     assert "before" in response.get_json()["errors"]["json"]

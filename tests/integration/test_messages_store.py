@@ -243,3 +243,21 @@ def test_message_events_are_retried_through_a_database_outage(settings, linked, 
     ctx.adopt(linked.id, linked.epoch)
     ctx.on_event(linked.id, "message", inbound(1))
     assert [m.body for m in messages(settings, linked.id)] == ["hello 1"]
+
+
+def test_one_table_maps_page_acks_both_ways():
+    from shared import acks
+
+    assert {n: acks.from_page(n).value for n in range(-1, 5)} == {
+        -1: "ERROR",
+        0: "PENDING",
+        1: "SERVER",
+        2: "DEVICE",
+        3: "READ",
+        4: "PLAYED",
+    }
+    assert all(acks.from_page(acks.to_page(ack)) is ack for ack in acks.Ack)
+    assert inbox.page_ack(99).value == "PENDING" and inbox.page_ack(None).value == "PENDING"
+    assert acks.advances("PENDING", "ERROR") and acks.advances("SERVER", "ERROR")
+    assert not acks.advances("DEVICE", "ERROR") and not acks.advances("ERROR", "READ")
+    assert acks.advances("SERVER", "READ") and not acks.advances("READ", "DEVICE")
