@@ -68,6 +68,11 @@ class Settings:
     FLOWER_BASIC_AUTH: str = ""
     FLOWER_ADDRESS: str = "127.0.0.1"
     PAGE_SIZE_MAX: int = 100
+    # Sends of one session leave at most this many a minute, each a little later at random.
+    SEND_RATE_PER_MINUTE: float = 30.0
+    SEND_JITTER_SECONDS: float = 0.5
+    # How long the page may take to accept one send.
+    SEND_TIMEOUT: float = 30.0
     TESTING: bool = False
 
     @classmethod

@@ -26,6 +26,7 @@ class JobKind(enum.StrEnum):
     REMOVE = "remove"
     CLEANUP = "cleanup"
     SYNC = "sync"
+    SEND = "send"
 
 
 class JobStatus(enum.StrEnum):
@@ -46,6 +47,7 @@ TASK_NAMES: dict[JobKind, str] = {
     JobKind.REMOVE: "zaphub.session.remove",
     JobKind.CLEANUP: "zaphub.maintenance.cleanup",
     JobKind.SYNC: "zaphub.maintenance.sync",
+    JobKind.SEND: "zaphub.message.send",
 }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.acks import Ack
 from shared.statuses import SessionStatus
 
 
@@ -128,15 +129,28 @@ class Contact(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("whatsapp_sessions.id", ondelete="CASCADE"))
     number: Mapped[str] = mapped_column(String(32))
     name: Mapped[str | None] = mapped_column(String(128))
+    # The name the contact gave itself in WhatsApp (``name`` is the phone book's).
+    push_name: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[WhatsappSession] = relationship(back_populates="contacts")
 
 
 class Message(Base):
+    """A WhatsApp message of a session, inbound or outbound.
+
+    Inbound rows (and outbound ones sent from the phone) come from the page and are
+    stored once per ``(session_id, wa_message_id)``. Outbound rows created by the API
+    start ``queued`` with no WhatsApp id; the worker gives them one just before sending.
+    """
+
     __tablename__ = "messages"
     __table_args__ = (
+        UniqueConstraint("session_id", "wa_message_id", name="uq_messages_session_wa_id"),
+        UniqueConstraint("session_id", "idempotency_key", name="uq_messages_session_idempotency"),
         Index("ix_messages_session_created", "session_id", "created_at"),
+        Index("ix_messages_session_chat_created", "session_id", "chat_id", "created_at"),
+        Index("ix_messages_session_send_state", "session_id", "send_state", "created_at"),
         Index("ix_messages_company", "company_id"),
     )
 
@@ -147,10 +161,37 @@ class Message(Base):
     ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     direction: Mapped[str] = mapped_column(String(8))  # "in" | "out"
     body: Mapped[str] = mapped_column(Text, default="")
+    # The page's serialized message key, unique per session.
     wa_message_id: Mapped[str | None] = mapped_column(String(128))
+    # The bare id inside that key: a resend of a half-done send reuses it.
+    wa_key_id: Mapped[str | None] = mapped_column(String(64))
+    chat_id: Mapped[str | None] = mapped_column(String(128))
+    sender: Mapped[str | None] = mapped_column(String(128))
+    recipient: Mapped[str | None] = mapped_column(String(128))
+    wa_timestamp: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    type: Mapped[str] = mapped_column(String(32), default="chat", server_default="chat")
+    ack: Mapped[str] = mapped_column(String(8), default=Ack.PENDING.value, server_default=Ack.PENDING.value)
+    # JSON list of {"ack": name, "at": ISO time}: every change of ``ack``, oldest first.
+    ack_history: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # No foreign key: the message replied to may be one we never stored.
+    reply_to_id: Mapped[str | None] = mapped_column(String(32))
+    quoted_wa_id: Mapped[str | None] = mapped_column(String(128))
+    # Outbound only: queued -> sending -> sent | failed.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    send_state: Mapped[str | None] = mapped_column(String(8))
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    # When the page was asked to send it (the per-session rate counts from here).
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     session: Mapped[WhatsappSession] = relationship(back_populates="messages")
+
+    @property
+    def ack_history_list(self) -> list[dict[str, Any]]:
+        """The ack history, decoded from its JSON text."""
+        return json.loads(self.ack_history or "[]")
 
 
 class Ticket(Base):

@@ -36,3 +36,39 @@ def encode_config(config: Any, field: str = "config") -> str:
     if len(text.encode()) > CONFIG_MAX_BYTES:
         raise InvalidInput(field, f"{field} must be at most {CONFIG_MAX_BYTES} bytes of JSON")
     return text
+
+
+# ASCII digits only: ``\d`` would also take other scripts' digits.
+PHONE_RE = re.compile(r"^[0-9]{8,15}\Z")
+CHAT_ID_RE = re.compile(r"^(?:[0-9]{8,15}@c\.us|[0-9]{5,32}(?:-[0-9]{1,16})?@g\.us)\Z")
+# Either of the two: what a ``to`` (or a ``chat`` filter) may be.
+RECIPIENT_RE = re.compile(rf"{PHONE_RE.pattern[:-2]}\Z|{CHAT_ID_RE.pattern}")
+TO_RULE = "must be a phone number (8-15 digits) or a chat id ('<digits>@c.us' or '<digits>@g.us')"
+TEXT_MAX_CHARS = 65_536
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}\Z")
+IDEMPOTENCY_KEY_RULE = "must be 1-128 visible ASCII characters"
+
+
+def chat_id_for(to: Any, field: str = "to") -> str:
+    """The chat id a recipient stands for: ``5511…`` -> ``5511…@c.us``; chat ids unchanged."""
+    if isinstance(to, str) and PHONE_RE.fullmatch(to):
+        return f"{to}@c.us"
+    if isinstance(to, str) and CHAT_ID_RE.fullmatch(to):
+        return to
+    raise InvalidInput(field, f"{field} {TO_RULE}")
+
+
+def check_text(text: Any, field: str = "text") -> str:
+    """Return ``text`` if it is a sendable message text (1 to 65,536 characters)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(field, f"{field} must not be empty")
+    if len(text) > TEXT_MAX_CHARS:
+        raise InvalidInput(field, f"{field} must be at most {TEXT_MAX_CHARS} characters")
+    return text
+
+
+def check_idempotency_key(key: Any, field: str = "Idempotency-Key") -> str:
+    """Return ``key`` if it is an acceptable ``Idempotency-Key``."""
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise InvalidInput(field, f"{field} {IDEMPOTENCY_KEY_RULE}")
+    return key

@@ -30,7 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from shared import live_state
 from shared.config import Settings
 from shared.secrets import secret_keys
-from shared.services import session_events
+from shared.services import inbox, session_events
 from shared.services import workers as worker_services
 from shared.uow import UnitOfWork
 from workers.browser.runtime import BrowserRuntime
@@ -39,6 +39,12 @@ from workers.whatsapp.sessions import SessionManager
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Page events that carry messages, and the fenced write each one makes.
+MESSAGE_WRITES: dict[str, Callable[..., bool]] = {
+    "message": inbox.record_message,
+    "message_ack": inbox.record_ack,
+}
 
 # Backoff of a write retried through a database outage: first wait, growth, cap.
 RETRY_FIRST_DELAY = 0.25
@@ -147,8 +153,19 @@ class WorkerContext:
         """Session-manager callback: write the event, fenced, retried through outages.
 
         Runs on the manager's single dispatcher thread, so while one write waits for the
-        database the later events wait behind it and order holds.
+        database the later events wait behind it and order holds. Message events go
+        to the message store through the same retry path.
         """
+        if event in MESSAGE_WRITES:
+            write = MESSAGE_WRITES[event]
+            self._until_stored(
+                session_id,
+                f"event {event}",
+                lambda epoch: write(
+                    self.uow(), session_id, self.worker_id, epoch, payload, lease_token=self.token
+                ),
+            )
+            return
         applied = self._until_stored(
             session_id,
             f"event {event}",

@@ -16,6 +16,7 @@ from workers import maintenance
 from workers.celery_app import app
 from workers.context import current
 from workers.runner import JobNotVisible, run_session_job
+from workers.sending import SendLater, run_send_job
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,23 @@ def stop_session(job_id: str) -> None:
 def remove_session(job_id: str) -> None:
     """Close, deactivate, delete local files; purge the row when asked."""
     run_session_job(current(), _publisher(), job_id)
+
+
+# A send tries this many times (not connected yet, the page failed) before its message is
+# ERROR; waiting its turn (the session's pace, another send) is not counted.
+SEND_MAX_FAILURES = 60
+
+
+@app.task(name="zaphub.message.send", bind=True, **RETRY)
+def send_message(self, job_id: str, failures: int = 0) -> None:
+    """Send the session's unsent messages in order, up to and including this job's own."""
+    try:
+        run_send_job(current(), _publisher(), job_id, last_attempt=failures >= SEND_MAX_FAILURES)
+    except SendLater as later:
+        failures += 0 if later.patient else 1
+        raise self.retry(
+            args=[job_id], kwargs={"failures": failures}, countdown=later.countdown, max_retries=None
+        ) from None
 
 
 def _run_maintenance(job_id: str, work) -> None:

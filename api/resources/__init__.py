@@ -4,10 +4,11 @@ from flask_smorest import Api
 
 from api.resources.health import blp as health_blp
 from api.resources.jobs import blp as jobs_blp
+from api.resources.messages import blp as messages_blp
 from api.resources.sessions import blp as sessions_blp
 
 
 def register_blueprints(api: Api) -> None:
     """Attach every blueprint to ``api``."""
-    for blueprint in (health_blp, sessions_blp, jobs_blp):
+    for blueprint in (health_blp, sessions_blp, messages_blp, jobs_blp):
         api.register_blueprint(blueprint)

@@ -109,6 +109,14 @@ class LiveStateSchema(Schema):
     last_error = fields.String(dump_only=True, allow_none=True)
 
 
+class SendQueueSchema(Schema):
+    pending = fields.Integer(dump_only=True, metadata={"description": "outbound messages not sent yet"})
+    oldest_pending_age = fields.Float(
+        dump_only=True, allow_none=True, metadata={"description": "seconds since the oldest was queued"}
+    )
+    next_send_not_before = fields.DateTime(dump_only=True, allow_none=True)
+
+
 class SessionDetailsSchema(Schema):
     session = fields.Nested(SessionSchema, dump_only=True)
     owner = fields.Nested(WorkerSchema, dump_only=True, allow_none=True)
@@ -120,6 +128,7 @@ class SessionDetailsSchema(Schema):
         metadata={"description": "as the owner worker reports it; null when no worker runs it"},
     )
     jobs = fields.List(fields.Nested(JobSchema), dump_only=True)
+    send_queue = fields.Nested(SendQueueSchema, dump_only=True, allow_none=True)
 
 
 class SessionStatsSchema(Schema):

@@ -54,6 +54,9 @@ def job_epoch(job: Job) -> int | None:
 # Closing and deactivating mean the same thing at any epoch: a move of the session
 # must not cancel them, and any live worker may carry them out.
 EPOCH_FREE_KINDS = frozenset({JobKind.STOP, JobKind.REMOVE})
+# A send is the client's wish at any epoch: after a move it follows the session to its
+# new owner instead of going stale (the message's own send state keeps it exactly-once).
+EPOCH_FOLLOWING_KINDS = frozenset({JobKind.SEND})
 PLACEMENT_ATTEMPTS = 3
 # Workers that heartbeated within this many leases count as "alive recently".
 SILENCE_LOOKBACK_LEASES = 10
@@ -81,7 +84,8 @@ def _route_once(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) 
             return Routing(Verdict.GONE, reason="session no longer exists")
         kind = JobKind(job.kind)
         epoch, issued = session.epoch, job_epoch(job)
-        if kind not in EPOCH_FREE_KINDS and issued is not None and issued < epoch:
+        stale_able = kind not in EPOCH_FREE_KINDS | EPOCH_FOLLOWING_KINDS
+        if stale_able and issued is not None and issued < epoch:
             return Routing(
                 Verdict.STALE,
                 epoch,
@@ -122,8 +126,19 @@ def _route_once(uow: UnitOfWork, publisher: JobPublisher, job_id: str, me: str) 
         return Routing(Verdict.FORWARDED, epoch, owner.id)
 
 
+# Sends are not failed with their worker: the message is still owed to the client.
+# Such a job goes back to ``queued`` on ``control`` (its last publish time kept), so the
+# next sync republishes it and it follows the session to its new owner, which looks
+# the half-done send up in the page before sending anything.
+_SENDS = Job.kind == JobKind.SEND.value
+_REQUEUED_SEND = {"status": JobStatus.QUEUED.value, "worker_id": None, "queue": CONTROL_QUEUE}
+
+
 def fail_stranded_jobs(uow: UnitOfWork, company_id: str | None) -> int:
-    """Fail unfinished jobs held by dead workers (their queue will not be consumed)."""
+    """Fail unfinished jobs held by dead workers (their queue will not be consumed).
+
+    Send jobs among them are queued again on ``control`` instead (see ``_REQUEUED_SEND``).
+    """
     with uow:
         alive = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
         alive_queues = [queue_for_worker(w) for w in alive] + [CONTROL_QUEUE]
@@ -135,23 +150,31 @@ def fail_stranded_jobs(uow: UnitOfWork, company_id: str | None) -> int:
         )
         if company_id is not None:
             query = query.where(Job.company_id == company_id)
+        uow.db.execute(
+            query.where(_SENDS).values(**_REQUEUED_SEND).execution_options(synchronize_session=False)
+        )
         result = uow.db.execute(
-            query.values(
+            query.where(~_SENDS)
+            .values(
                 status=JobStatus.FAILED.value,
                 error="its worker died before finishing it",
                 finished_at=utcnow(),
-            ).execution_options(synchronize_session=False)
+            )
+            .execution_options(synchronize_session=False)
         )
         uow.commit()
         return result.rowcount
 
 
 def fail_interrupted_jobs(uow: UnitOfWork, worker_id: str) -> int:
-    """At start: fail jobs this worker was running when it went down."""
+    """At start: fail jobs this worker was running when it went down (sends are queued again)."""
     with uow:
+        interrupted = update(Job).where(Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id)
+        uow.db.execute(
+            interrupted.where(_SENDS).values(**_REQUEUED_SEND).execution_options(synchronize_session=False)
+        )
         result = uow.db.execute(
-            update(Job)
-            .where(Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id)
+            interrupted.where(~_SENDS)
             .values(
                 status=JobStatus.FAILED.value,
                 error="interrupted: its worker restarted while running it",

@@ -20,6 +20,7 @@ from shared.errors import Conflict, NotFound
 from shared.jobs import JobKind, JobPublisher
 from shared.models import Job, WhatsappSession, Worker
 from shared.services.jobs import enqueue, recent_jobs
+from shared.services.send_queue import SendQueue, send_queue
 from shared.services.workers import is_alive
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -59,6 +60,7 @@ class SessionDetails:
     owner_alive: bool
     live: dict[str, Any] | None = None
     jobs: list[Job] = field(default_factory=list)
+    send_queue: SendQueue | None = None
 
 
 def find_session(db: DbSession, company_id: str, name: str, *, lock: bool = False) -> WhatsappSession:
@@ -171,7 +173,7 @@ def find_by_company(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSess
 
 
 def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetails:
-    """The session row, its owner worker and liveness, its live state, and its recent jobs."""
+    """The session row, its owner and liveness, its live state, recent jobs and send queue."""
     with uow:
         session = find_session(uow.db, company_id, name)
         owner = uow.db.get(Worker, session.worker_id) if session.worker_id else None
@@ -181,6 +183,7 @@ def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetai
             owner_alive=is_alive(owner, uow.settings.WORKER_LEASE),
             live=live_state.read(uow.settings, session.id),
             jobs=recent_jobs(uow.db, session.id),
+            send_queue=send_queue(uow.db, session.id, uow.settings),
         )
 
 
