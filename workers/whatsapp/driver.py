@@ -111,8 +111,7 @@ class PageDriver:
         try:
             installed, missing = await messaging.install(self.page)
         except PlaywrightError as exc:
-            if self.page.is_closed():
-                raise
+            # Navigating or closing: the next probe tells which (run() ends on a closed page).
             log.debug("session %s: hooking messages failed (%s), retrying", self.session_id, exc.message)
             return None
         if missing is None:
