@@ -2,7 +2,13 @@
 
 * ``/`` (and ``/send``): the WhatsApp Web page (HTML + JS from ``static/``).
 * ``/api/...``: the JSON endpoints the page itself uses (503 while "offline").
-* ``/_sim/...``: the out-of-band control API of the fake phone, for tests.
+* ``/_sim/...``: the out-of-band control API of the fake phone, for tests. For messages:
+  ``POST /_sim/message {phone, from, body, name?, push_name?, quoted?}`` (a contact writes;
+  answers ``{id, delivered_to}``), ``GET /_sim/sent?phone=`` (every message the page sent),
+  ``POST /_sim/receipt {phone, message_id, ack: device|read|played}``, ``POST /_sim/read
+  {phone, chat}`` (the recipient reads: all sent to it go READ), ``POST /_sim/fail {phone,
+  message_id}`` (ack ERROR), ``POST /_sim/modules {missing: [names]}`` (pages loaded from
+  then on lack those ``window.require`` modules).
 """
 
 from __future__ import annotations
