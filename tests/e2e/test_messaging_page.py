@@ -240,11 +240,19 @@ def test_messages_while_browser_closed_arrive_after_start(manager, simulator, in
     after_crash = simulator.message(PHONE, "5511977770005", "after the crash")
     assert events.wait_for(inbox, "message", mark, where=lambda p: p["id"] == after_crash["id"])
 
+    # A reload (new document, same context) keeps the binding and subscribes again.
+    page = manager._sessions[inbox].page
+    manager.runtime.submit(page.reload(wait_until="domcontentloaded"))
+    mark = events.mark()
+    after_reload = simulator.message(PHONE, "5511977770005", "after the reload")
+    assert events.wait_for(inbox, "message", mark, where=lambda p: p["id"] == after_reload["id"])
+    pushed.append(after_reload["id"])
+
     # An older login archive restores an older cursor: delivered again, nothing lost.
     mark = events.mark()
     manager.start("restored", login_state=old_archive)
     again = events.collect(
-        "restored", "message", 4, mark, where=lambda p: p["id"] in [*pushed, after_crash["id"]]
+        "restored", "message", 5, mark, where=lambda p: p["id"] in [*pushed, after_crash["id"]]
     )
     assert {p["id"] for p in again} == {*pushed, after_crash["id"]}
     manager.remove_local("restored")
