@@ -176,6 +176,8 @@ def test_reply_failure_and_bad_targets(manager, simulator, inbox, events):
         manager.send_text(inbox, chat_id="120363000000000001@g.us", text="x", message_id=new_message_id())
     with pytest.raises(ValueError):
         manager.send_text(inbox, chat_id="not-a-number", text="x", message_id=new_message_id())
+    with pytest.raises(ValueError):
+        manager.send_text(inbox, chat_id=contact, text="x", message_id="bad id!")
     with pytest.raises(SessionNotConnected):
         manager.send_text("nobody", chat_id=contact, text="x", message_id=new_message_id())
     with pytest.raises(SessionNotConnected):

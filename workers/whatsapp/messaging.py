@@ -52,6 +52,7 @@ ACK_ERROR, ACK_PENDING, ACK_SERVER, ACK_DEVICE, ACK_READ, ACK_PLAYED = -1, 0, 1,
 WEB_ID_PREFIX = "3EB0"
 
 _CHAT_ID_RE = re.compile(r"^[0-9]{5,20}@(c\.us|g\.us)$")
+_MESSAGE_ID_RE = re.compile(r"^[0-9A-Za-z]{4,64}$")
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{3,30}$")
 
 
@@ -261,6 +262,10 @@ async def send_text(
     page: Page, *, chat_id: str, text: str, message_id: str, quoted_wa_id: str | None, wait: float
 ) -> dict[str, Any]:
     """Send ``text`` with the caller's bare ``message_id``; the ``message`` payload back."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("text must be a non-empty string")
+    if not isinstance(message_id, str) or not _MESSAGE_ID_RE.match(message_id):
+        raise ValueError(f"not a message id: {message_id!r}")
     args = {
         "chatId": chat_id_for(chat_id),
         "text": text,

@@ -213,7 +213,7 @@ class SessionManager:
         and :meth:`find_message` finds it by key). A key already in the page is not sent
         again. Raises ``SessionNotConnected``, ``ModuleMissing``, ``ChatNotFound``,
         ``QuotedMessageNotFound`` (all ``MessagingError``), ``ValueError`` for a bad
-        ``chat_id``, ``RuntimeTimeout``.
+        ``chat_id``, ``text`` or ``message_id``, ``RuntimeTimeout``.
         """
         self._check_id(session_id)
         messaging.chat_id_for(chat_id)  # bad input fails here, before the page
@@ -344,7 +344,7 @@ class SessionManager:
         try:
             return await action(page)
         except PlaywrightError as exc:
-            raise MessagingError(f"session {sid}: page unavailable: {exc.message}") from None
+            raise MessagingError(f"session {sid}: page error: {exc.message}") from None
 
     # ============================================================ loop side
     def _check_id(self, session_id: str) -> None:
