@@ -57,6 +57,31 @@ class EventLog:
                     raise AssertionError(f"no {name!r} for {sid} within {timeout}s; saw {seen}")
                 self._cond.wait(left)
 
+    def collect(
+        self,
+        sid: str,
+        name: str,
+        count: int,
+        since: int = 0,
+        timeout: float = 30,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Payloads of the first ``count`` matching events at index >= ``since``, in order."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [
+                    p
+                    for s, n, p in self.items[since:]
+                    if s == sid and n == name and (where is None or where(p))
+                ]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(found)}/{count} {name!r} events for {sid} within {timeout}s")
+                self._cond.wait(left)
+
 
 def link(
     manager: SessionManager,

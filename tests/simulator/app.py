@@ -2,7 +2,13 @@
 
 * ``/`` (and ``/send``): the WhatsApp Web page (HTML + JS from ``static/``).
 * ``/api/...``: the JSON endpoints the page itself uses (503 while "offline").
-* ``/_sim/...``: the out-of-band control API of the fake phone, for tests.
+* ``/_sim/...``: the out-of-band control API of the fake phone, for tests. For messages:
+  ``POST /_sim/message {phone, from, body, name?, push_name?, quoted?}`` (a contact writes;
+  answers ``{id, delivered_to}``), ``GET /_sim/sent?phone=`` (every message the page sent),
+  ``POST /_sim/receipt {phone, message_id, ack: device|read|played}``, ``POST /_sim/read
+  {phone, chat}`` (the recipient reads: all sent to it go READ), ``POST /_sim/fail {phone,
+  message_id}`` (ack ERROR), ``POST /_sim/modules {missing: [names]}`` (pages loaded from
+  then on lack those ``window.require`` modules).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from .state import SimError, SimState
+from .state import ACK_ERROR, ACK_NAMES, SimError, SimState
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -42,7 +48,7 @@ def create_app(state: SimState | None = None) -> Flask:
     @app.get("/send")
     def index() -> Response:
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-        boot = json.dumps({"clockScale": sim.clock.scale})
+        boot = json.dumps({"clockScale": sim.clock.scale, "missingModules": sim.missing_modules})
         return Response(html.replace("__BOOT_CONFIG__", boot), mimetype="text/html")
 
     @app.get("/favicon.ico")
@@ -51,7 +57,7 @@ def create_app(state: SimState | None = None) -> Flask:
 
     @app.get("/api/config")
     def api_config() -> Response:
-        return jsonify(sim.page_config())
+        return jsonify(sim.page_config() | {"missing_modules": sim.missing_modules})
 
     @app.post("/api/pairing")
     def api_pairing_new() -> Response:
@@ -72,8 +78,8 @@ def create_app(state: SimState | None = None) -> Flask:
 
     @app.post("/api/login")
     def api_login() -> Response:
-        device_id, token, page_id, _ = creds()
-        return jsonify(sim.login(device_id, token, page_id))
+        device_id, token, page_id, data = creds()
+        return jsonify(sim.login(device_id, token, page_id, int(data.get("since") or 0)))
 
     @app.post("/api/poll")
     def api_poll() -> Response:
@@ -91,7 +97,9 @@ def create_app(state: SimState | None = None) -> Flask:
         to, text = str(data.get("to", "")), str(data.get("body", ""))
         if not to or not text:
             raise SimError(400, "to and body required")
-        return jsonify(sim.send(device_id, token, page_id, to, text))
+        msg_id = str(data.get("id") or "") or None
+        quoted = str(data.get("quoted") or "") or None
+        return jsonify(sim.send(device_id, token, page_id, to, text, msg_id, quoted))
 
     # --------------------------------------------------------------- control
     @app.get("/_sim/state")
@@ -116,12 +124,57 @@ def create_app(state: SimState | None = None) -> Flask:
         if not data.get("phone") or not data.get("from") or "body" not in data:
             raise SimError(400, "phone, from and body required")
         return jsonify(
-            sim.push_message(str(data["phone"]), str(data["from"]), str(data["body"]), data.get("name"))
+            sim.push_message(
+                str(data["phone"]),
+                str(data["from"]).split("@", 1)[0],
+                str(data["body"]),
+                data.get("name"),
+                data.get("push_name"),
+                data.get("quoted"),
+            )
         )
 
     @app.get("/_sim/messages")
     def sim_messages() -> Response:
         return jsonify(sim.messages(request.args.get("phone"), request.args.get("device_id")))
+
+    @app.get("/_sim/sent")
+    def sim_sent() -> Response:
+        return jsonify(sim.sent(request.args.get("phone"), request.args.get("device_id")))
+
+    def required(data: dict[str, Any], *names: str) -> None:
+        missing = [n for n in names if not data.get(n)]
+        if missing:
+            raise SimError(400, f"{', '.join(missing)} required")
+
+    @app.post("/_sim/receipt")
+    def sim_receipt() -> Response:
+        data = body()
+        required(data, "phone", "message_id", "ack")
+        ack = ACK_NAMES.get(str(data["ack"]).lower())
+        if ack is None:
+            raise SimError(400, f"ack must be one of {sorted(ACK_NAMES)}")
+        return jsonify(sim.receipt(str(data["phone"]), str(data["message_id"]), ack))
+
+    @app.post("/_sim/read")
+    def sim_read() -> Response:
+        data = body()
+        required(data, "phone", "chat")
+        return jsonify(sim.read_chat(str(data["phone"]), str(data["chat"])))
+
+    @app.post("/_sim/fail")
+    def sim_fail() -> Response:
+        data = body()
+        required(data, "phone", "message_id")
+        return jsonify(sim.receipt(str(data["phone"]), str(data["message_id"]), ACK_ERROR))
+
+    @app.post("/_sim/modules")
+    def sim_modules() -> Response:
+        missing = body().get("missing") or []
+        if not isinstance(missing, list):
+            raise SimError(400, "missing must be a list of module names")
+        sim.set_missing_modules(missing)
+        return jsonify({"missing": sim.missing_modules})
 
     @app.post("/_sim/conflict")
     def sim_conflict() -> Response:

@@ -64,12 +64,45 @@ class SimulatorControl:
         """Log the linked device(s) of ``phone`` out from the phone."""
         return self._call("POST", "/_sim/logout", {"phone": phone})
 
-    def message(self, phone: str, sender: str, body: str, name: str | None = None) -> dict[str, Any]:
-        """Push an incoming message from ``sender`` to ``phone``'s linked device."""
+    def message(
+        self,
+        phone: str,
+        sender: str,
+        body: str,
+        name: str | None = None,
+        push_name: str | None = None,
+        quoted: str | None = None,
+    ) -> dict[str, Any]:
+        """Push an incoming message from ``sender`` to ``phone``'s linked device.
+
+        ``name`` is the contact's saved name, ``push_name`` the one they set themselves,
+        ``quoted`` the bare id of a message it replies to. Returns ``{"id", "delivered_to"}``.
+        """
         payload: dict[str, Any] = {"phone": phone, "from": sender, "body": body}
-        if name:
-            payload["name"] = name
+        for key, value in (("name", name), ("push_name", push_name), ("quoted", quoted)):
+            if value:
+                payload[key] = value
         return self._call("POST", "/_sim/message", payload)
+
+    def sent(self, phone: str) -> list[dict[str, Any]]:
+        """Every message the page(s) of ``phone`` sent, oldest first (with its ``ack``)."""
+        return self._call("GET", f"/_sim/sent?phone={phone}")
+
+    def receipt(self, phone: str, message_id: str, ack: str) -> dict[str, Any]:
+        """The recipient's phone reports ``ack`` ("device", "read", "played") for a sent message."""
+        return self._call("POST", "/_sim/receipt", {"phone": phone, "message_id": message_id, "ack": ack})
+
+    def read(self, phone: str, chat: str) -> dict[str, Any]:
+        """The recipient ``chat`` reads the conversation: every message sent to it goes READ."""
+        return self._call("POST", "/_sim/read", {"phone": phone, "chat": chat})
+
+    def fail(self, phone: str, message_id: str) -> dict[str, Any]:
+        """Delivery of a sent message fails (ack ERROR)."""
+        return self._call("POST", "/_sim/fail", {"phone": phone, "message_id": message_id})
+
+    def modules(self, missing: list[str]) -> dict[str, Any]:
+        """Pages loaded from now on lack these ``window.require`` modules ([] restores them)."""
+        return self._call("POST", "/_sim/modules", {"missing": list(missing)})
 
     def messages(self, phone: str) -> list[dict[str, Any]]:
         """Message history (incoming and sent by the page) of ``phone``'s devices."""

@@ -7,6 +7,12 @@ so the threaded werkzeug server can call them concurrently.
 
 Times are *virtual* seconds from :class:`SimClock`; speeding the clock up shortens ref
 lifetimes on the server and (via ``clock_scale`` in every API answer) the page timings.
+
+Messages: every device keeps its whole history, each entry with a sequence number that
+moves forward whenever the entry changes (a new receipt). A page polls with the highest
+number it has seen and keeps that cursor in its own storage, so messages (and receipts)
+that arrive while no browser runs for the device are delivered when it comes back; a
+page restored from an older login archive simply gets some of them again.
 """
 
 from __future__ import annotations
@@ -26,6 +32,17 @@ FIRST_REF_TTL = 60.0  # virtual seconds the first ref of a pairing lives
 NEXT_REF_TTL = 20.0  # virtual seconds every later ref lives
 MAX_REFS = 6  # refs per pairing before it goes idle ("Click to reload QR code")
 ONLINE_WINDOW = 2.0  # real seconds: a page that polled this recently counts as online
+
+# Receipt states of a message, numbered like WhatsApp Web's ``msg.ack`` (whatsapp-web.js
+# src/util/Constants.js MessageAck: ACK_ERROR -1 ... ACK_PLAYED 4).
+ACK_ERROR, ACK_PENDING, ACK_SERVER, ACK_DEVICE, ACK_READ, ACK_PLAYED = -1, 0, 1, 2, 3, 4
+ACK_NAMES = {
+    "error": ACK_ERROR,
+    "server": ACK_SERVER,
+    "device": ACK_DEVICE,
+    "read": ACK_READ,
+    "played": ACK_PLAYED,
+}
 
 
 class SimError(Exception):
@@ -109,13 +126,16 @@ class Pairing:
 class Message:
     """A message in a device's history (incoming or sent from the page)."""
 
-    seq: int
+    seq: int  # moves forward on every change, so a poll ``since`` a cursor sees it again
     id: str
     chat: str  # the other party's number
     from_me: bool
     body: str
-    name: str | None
+    name: str | None  # the contact's saved name (incoming only)
     ts: float  # wall-clock seconds
+    push_name: str | None = None  # the name the contact set on their own phone
+    ack: int = ACK_PENDING
+    quoted: str | None = None  # bare id of the message this one replies to
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,7 +145,10 @@ class Message:
             "from_me": self.from_me,
             "body": self.body,
             "name": self.name,
+            "push_name": self.push_name,
             "ts": self.ts,
+            "ack": self.ack,
+            "quoted": self.quoted,
         }
 
 
@@ -183,6 +206,12 @@ class SimState:
             self._seq = itertools.count(1)
             self._phones = itertools.count(1)
             self._numbers: dict[str, int] = {}
+            self.missing_modules: list[str] = []
+
+    def set_missing_modules(self, names: list[str]) -> None:
+        """Pages loaded from now on lack these ``window.require`` modules (a site update)."""
+        with self._lock:
+            self.missing_modules = [str(n) for n in names]
 
     def set_clock(self, scale: float) -> None:
         with self._lock:
@@ -203,6 +232,7 @@ class SimState:
             return {
                 "clock_scale": self.clock.scale,
                 "offline": self.offline,
+                "missing_modules": list(self.missing_modules),
                 "pairings": pairings,
                 "devices": [d.public() for d in self.devices.values()],
             }
@@ -249,18 +279,85 @@ class SimState:
                 d.conflict = True
             return len(targets)
 
-    def push_message(self, phone: str, sender: str, body: str, name: str | None = None) -> dict[str, Any]:
-        """Deliver an incoming message from ``sender`` to the linked device of ``phone``."""
+    def push_message(
+        self,
+        phone: str,
+        sender: str,
+        body: str,
+        name: str | None = None,
+        push_name: str | None = None,
+        quoted: str | None = None,
+    ) -> dict[str, Any]:
+        """Deliver an incoming message from ``sender`` to the linked device(s) of ``phone``.
+
+        Devices that are offline keep it until their page polls again.
+        """
         with self._lock:
             targets = self._select(phone, None, linked_only=True)
             if not targets:
                 raise SimError(404, "no linked device for that phone")
-            msg_id = secrets.token_hex(10).upper()
+            msg_id = secrets.token_hex(10).upper()  # a phone's id, unlike the page's "3EB0…"
             for d in targets:
                 d.messages.append(
-                    Message(next(self._seq), msg_id, str(sender), False, body, name, time.time())
+                    Message(
+                        next(self._seq),
+                        msg_id,
+                        str(sender),
+                        False,
+                        body,
+                        name,
+                        time.time(),
+                        push_name=push_name,
+                        ack=ACK_SERVER,
+                        quoted=quoted,
+                    )
                 )
             return {"id": msg_id, "delivered_to": [d.device_id for d in targets]}
+
+    def sent(self, phone: str | None, device_id: str | None) -> list[dict[str, Any]]:
+        """Every message the page(s) of the selected device(s) sent, oldest first."""
+        with self._lock:
+            found = [
+                m.to_json() | {"device_id": d.device_id}
+                for d in self._select(phone, device_id, linked_only=False)
+                for m in d.messages
+                if m.from_me
+            ]
+            return sorted(found, key=lambda m: m["ts"])
+
+    def receipt(self, phone: str, message_id: str, ack: int) -> dict[str, Any]:
+        """The recipient's phone reports ``ack`` (DEVICE, READ, PLAYED or ERROR) for a sent message."""
+        with self._lock:
+            hits = [
+                (d, m)
+                for d in self._select(phone, None, linked_only=False)
+                for m in d.messages
+                if m.from_me and m.id == message_id
+            ]
+            if not hits:
+                raise SimError(404, "no such sent message")
+            for _, m in hits:
+                self._set_ack(m, ack)
+            return hits[0][1].to_json()
+
+    def read_chat(self, phone: str, chat: str) -> dict[str, Any]:
+        """The recipient ``chat`` opens the conversation: every message sent to it is READ."""
+        chat = str(chat).split("@", 1)[0]
+        with self._lock:
+            changed = 0
+            for d in self._select(phone, None, linked_only=False):
+                for m in d.messages:
+                    if m.from_me and m.chat == chat and ACK_PENDING < m.ack < ACK_READ:
+                        self._set_ack(m, ACK_READ)
+                        changed += 1
+            return {"read": changed}
+
+    def _set_ack(self, m: Message, ack: int) -> None:
+        """Receipts only move forward (ERROR is final), like the real service's."""
+        if m.ack == ACK_ERROR or (ack != ACK_ERROR and ack <= m.ack):
+            return
+        m.ack = ack
+        m.seq = next(self._seq)
 
     def messages(self, phone: str | None, device_id: str | None) -> list[dict[str, Any]]:
         """History (both directions) of the selected device(s)."""
@@ -342,8 +439,8 @@ class SimState:
         device.pages[page_id] = time.monotonic()
         return device
 
-    def login(self, device_id: str, token: str, page_id: str) -> dict[str, Any]:
-        """A page restoring its stored session."""
+    def login(self, device_id: str, token: str, page_id: str, since: int = 0) -> dict[str, Any]:
+        """A page restoring its stored session (``since``: its stored message cursor)."""
         with self._lock:
             self.check_online()
             d = self._auth(device_id, token, page_id)
@@ -351,7 +448,7 @@ class SimState:
                 "wid": d.wid,
                 "push_name": d.push_name,
                 "clock_scale": self.clock.scale,
-                **self._poll_view(d, 0),
+                **self._poll_view(d, since),
             }
 
     def poll(self, device_id: str, token: str, page_id: str, since: int) -> dict[str, Any]:
@@ -367,10 +464,8 @@ class SimState:
     def _poll_view(self, d: Device, since: int) -> dict[str, Any]:
         if d.conflict:
             return {"status": "conflict", "messages": []}
-        return {
-            "status": "ok",
-            "messages": [m.to_json() for m in d.messages if m.seq > since],
-        }
+        fresh = sorted((m for m in d.messages if m.seq > since), key=lambda m: m.seq)
+        return {"status": "ok", "messages": [m.to_json() for m in fresh]}
 
     def takeover(self, device_id: str, token: str, page_id: str) -> dict[str, Any]:
         """ "Use here": this page takes the session back."""
@@ -380,21 +475,40 @@ class SimState:
             d.conflict = False
             return {"status": "ok"}
 
-    def send(self, device_id: str, token: str, page_id: str, to: str, body: str) -> dict[str, Any]:
-        """The page sends a message from the composer."""
+    def send(
+        self,
+        device_id: str,
+        token: str,
+        page_id: str,
+        to: str,
+        body: str,
+        msg_id: str | None = None,
+        quoted: str | None = None,
+    ) -> dict[str, Any]:
+        """The page sends a message; the server accepts it (ack SERVER).
+
+        The id is the page's own (``WAWebMsgKey.newId``); sending an id again returns the
+        stored message instead of a second copy, like the real server's de-duplication.
+        """
         with self._lock:
             self.check_online()
             d = self._auth(device_id, token, page_id)
             if d.conflict:
                 raise SimError(409, "conflict")
+            msg_id = msg_id or "3EB0" + secrets.token_hex(8).upper()
+            for known in d.messages:
+                if known.from_me and known.id == msg_id:
+                    return known.to_json()
             msg = Message(
                 next(self._seq),
-                secrets.token_hex(10).upper(),
+                msg_id,
                 str(to),
                 True,
                 body,
                 None,
                 time.time(),
+                ack=ACK_SERVER,
+                quoted=quoted,
             )
             d.messages.append(msg)
             return msg.to_json()

@@ -15,7 +15,10 @@ and runs a small state machine over the :class:`page.Screen` values:
   opened it elsewhere (two workers owning one session would ping-pong forever, and
   a human user would be kicked out silently). The session stops; an operator or the
   API decides to restart it;
-* offline banner -> logged only, no status change (the site reconnects by itself).
+* offline banner -> logged only, no status change (the site reconnects by itself);
+* once ready, and again in every new document (reload), the message events are
+  subscribed (:func:`messaging.install`); a missing WhatsApp Web module ->
+  ``("auth_failure", {"reason": "WhatsApp Web changed: module <Name> missing"})``.
 
 Terminal events end :meth:`PageDriver.run`, which returns the reason; the session
 manager then closes the browser context. The driver never logs QR text.
@@ -32,6 +35,7 @@ from typing import Any
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
+from workers.whatsapp import messaging
 from workers.whatsapp import page as wa
 
 log = logging.getLogger(__name__)
@@ -49,12 +53,14 @@ class PageDriver:
         emit: EmitFn,
         qr_max_rotations: int = 5,
         poll_interval: float = wa.POLL_INTERVAL,
+        hook_messages: bool = True,
     ) -> None:
         self.session_id = session_id
         self.page = page
         self.emit = emit
         self.qr_max_rotations = qr_max_rotations
         self.poll_interval = poll_interval
+        self.hook_messages = hook_messages
         self.linked = False
         self.ready_sent = False
         self._refs: list[str] = []
@@ -92,7 +98,28 @@ class PageDriver:
                 if reason is not None:
                     self.emit("disconnected", {"reason": reason})
                     return reason
+                failure = await self._hook(screen)
+                if failure is not None:
+                    self.emit("auth_failure", {"reason": failure})
+                    return failure
             await asyncio.sleep(self.poll_interval)
+
+    async def _hook(self, s: wa.Screen) -> str | None:
+        """Subscribe the message events of a ready page; a failure reason if a module is gone."""
+        if not self.hook_messages or not self.ready_sent or s.screen != wa.MAIN or s.hooked:
+            return None
+        try:
+            installed, missing = await messaging.install(self.page)
+        except PlaywrightError as exc:
+            # Navigating or closing: the next probe tells which (run() ends on a closed page).
+            log.debug("session %s: hooking messages failed (%s), retrying", self.session_id, exc.message)
+            return None
+        if missing is None:
+            if installed:
+                log.info("session %s: message events subscribed", self.session_id)
+            return None
+        log.error("session %s: WhatsApp Web module %s missing", self.session_id, missing)
+        return messaging.module_missing_reason(missing)
 
     def step(self, s: wa.Screen) -> str | None:
         """Advance the state machine by one observation; returns a terminal reason."""

@@ -38,6 +38,9 @@ SEL_OFFLINE = 'span[data-icon="alert-computer"]'
 
 LS_WID = "last-wid-md"
 LS_PUSH_NAME = "me-display-name"
+# Set on ``window`` once the message events are subscribed (messaging.INSTALL_JS); a new
+# document (reload, crash relaunch) lacks it, which tells the driver to subscribe again.
+HOOK_FLAG = "__zaphubMessagesHooked"
 
 # -- timings of the site (seconds) --------------------------------------------------------
 POLL_INTERVAL = 0.4  # how often the driver probes the page
@@ -49,7 +52,7 @@ PROBE_JS = Template("""
 () => {
   const q = (s) => document.querySelector(s);
   const out = {screen: 'loading', ref: null, offline: !!q($offline),
-               wid: null, pushName: null, storageSig: null};
+               wid: null, pushName: null, storageSig: null, hooked: !!window[$hook_flag]};
   try {
     out.wid = localStorage.getItem($ls_wid);
     out.pushName = localStorage.getItem($ls_name);
@@ -80,6 +83,7 @@ PROBE_JS = Template("""
 }
 """).substitute(
     offline=json.dumps(SEL_OFFLINE),
+    hook_flag=json.dumps(HOOK_FLAG),
     ls_wid=json.dumps(LS_WID),
     ls_name=json.dumps(LS_PUSH_NAME),
     modal=json.dumps(SEL_CONFLICT_MODAL),
@@ -101,6 +105,7 @@ class Screen:
     phone_number: str | None = None
     push_name: str | None = None
     storage_sig: str | None = None  # changes whenever the site writes localStorage
+    hooked: bool = False  # message events are subscribed in this document
 
 
 def _unquote(value: Any) -> str | None:
@@ -141,4 +146,5 @@ def parse_probe(raw: Any) -> Screen:
         phone_number=phone_from_wid(raw.get("wid")),
         push_name=_unquote(raw.get("pushName")),
         storage_sig=raw.get("storageSig"),
+        hooked=bool(raw.get("hooked")),
     )

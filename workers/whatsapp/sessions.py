@@ -23,7 +23,13 @@ to a ``save`` callback before the context goes. A restart (or a start) given a
 same tag (the caller's owner epoch): it is then at least as new as any stored archive.
 Otherwise the profile is rebuilt from the archive.
 
-Logs name the session id, never QR text, tokens or login state.
+Messages: every context exposes the :data:`messaging.BINDING` binding before the page
+loads (so it survives reloads); the driver subscribes the page's message events once the
+session is ready, and they reach ``on_event`` as ``message`` / ``message_ack`` through the
+same ordered queue as the session events. :meth:`SessionManager.send_text` and
+:meth:`SessionManager.find_message` drive the page's own modules.
+
+Logs name the session id, never QR text, tokens, login state or message bodies.
 """
 
 from __future__ import annotations
@@ -43,12 +49,21 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
 
 from shared import login_state
 from shared.login_state import LoginStateError
 from workers.browser.runtime import LOCAL_STORAGE_COMMIT_DELAY, BrowserRuntime, browser_processes
+from workers.whatsapp import messaging
 from workers.whatsapp import page as wa
 from workers.whatsapp.driver import PageDriver
+from workers.whatsapp.messaging import (
+    ChatNotFound,
+    MessagingError,
+    ModuleMissing,
+    QuotedMessageNotFound,
+    SessionNotConnected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +76,16 @@ EventCallback = Callable[[str, str, dict[str, Any]], None]
 # Receives a login-state archive of the live profile just before a planned close.
 SaveCallback = Callable[[bytes], object]
 
-__all__ = ["SESSION_ID_RE", "LoginStateError", "SessionManager"]
+__all__ = [
+    "SESSION_ID_RE",
+    "ChatNotFound",
+    "LoginStateError",
+    "MessagingError",
+    "ModuleMissing",
+    "QuotedMessageNotFound",
+    "SessionManager",
+    "SessionNotConnected",
+]
 
 
 @dataclass
@@ -172,6 +196,51 @@ class SessionManager:
         self._check_id(session_id)
         return self.runtime.submit(self._snapshot(session_id), timeout)
 
+    def send_text(
+        self,
+        session_id: str,
+        *,
+        chat_id: str,
+        text: str,
+        message_id: str,
+        quoted_wa_id: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Send ``text`` to ``chat_id`` (digits or a chat id) with the caller's bare ``message_id``.
+
+        Returns the ``message`` payload of the sent message (ack SERVER once the server
+        took it, PENDING if it did not answer within the timeout: the page keeps trying,
+        and :meth:`find_message` finds it by key). A key already in the page is not sent
+        again. Raises ``SessionNotConnected``, ``ModuleMissing``, ``ChatNotFound``,
+        ``QuotedMessageNotFound`` (all ``MessagingError``), ``ValueError`` for a bad
+        ``chat_id``, ``text`` or ``message_id``, ``RuntimeTimeout``.
+        """
+        self._check_id(session_id)
+        messaging.chat_id_for(chat_id)  # bad input fails here, before the page
+        # Leave the page's wait for the server a little less than the caller's budget.
+        wait = max(min(timeout - 3.0, timeout * 0.8), 0.5)
+        return self.runtime.submit(
+            self._in_page(
+                session_id,
+                lambda page: messaging.send_text(
+                    page,
+                    chat_id=chat_id,
+                    text=text,
+                    message_id=message_id,
+                    quoted_wa_id=quoted_wa_id,
+                    wait=wait,
+                ),
+            ),
+            timeout,
+        )
+
+    def find_message(self, session_id: str, wa_id: str, timeout: float = 10) -> dict[str, Any] | None:
+        """The ``message`` payload of serialized key ``wa_id`` in the page's ``Msg``, or None."""
+        self._check_id(session_id)
+        return self.runtime.submit(
+            self._in_page(session_id, lambda page: messaging.find_message(page, wa_id)), timeout
+        )
+
     def status(self, session_id: str) -> dict[str, Any] | None:
         """Memory status of a session this worker knows, or None."""
         with self._status_lock:
@@ -248,8 +317,34 @@ class SessionManager:
                 if s.status == "disconnected":
                     return  # already reported
                 s.status, s.qr = "disconnected", None
-        log.info("session %s: event %s", s.session_id, name)
+        if name in messaging.MESSAGE_EVENTS:
+            log.debug("session %s: event %s", s.session_id, name)
+        else:
+            log.info("session %s: event %s", s.session_id, name)
         self._events.put((s.session_id, name, dict(payload)))
+
+    def _on_page_event(self, s: _Session, ctx: BrowserContext, kind: Any, raw: Any) -> None:
+        """A message event from the page's binding (loop thread, in page order)."""
+        if s.context is not ctx:
+            return  # a context being torn down
+        try:
+            payload = messaging.parse_event(str(kind), raw)
+        except (TypeError, ValueError) as exc:
+            log.warning("session %s: dropped a malformed %s event from the page: %s", s.session_id, kind, exc)
+            return
+        self._emit(s, str(kind), payload)
+
+    async def _in_page(self, sid: str, action: Callable[[Page], Any]) -> Any:
+        """Run ``action(page)`` on a connected session's page (loop thread)."""
+        s = self._sessions.get(sid)
+        page = s.page if s is not None else None
+        if s is None or page is None or s.context is None or s.status != "connected":
+            status = s.status if s is not None else "unknown"
+            raise SessionNotConnected(f"session {sid} is not connected (status {status})")
+        try:
+            return await action(page)
+        except PlaywrightError as exc:
+            raise MessagingError(f"session {sid}: page error: {exc.message}") from None
 
     # ============================================================ loop side
     def _check_id(self, session_id: str) -> None:
@@ -317,6 +412,10 @@ class SessionManager:
             s.context = ctx
         ctx.on("close", lambda c: self._on_context_close(s, ctx))
         try:
+            # On the context, before the first document: survives reloads and navigations.
+            await ctx.expose_binding(
+                messaging.BINDING, lambda source, kind, raw: self._on_page_event(s, ctx, kind, raw)
+            )
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             for extra in ctx.pages[1:]:
                 await extra.close()

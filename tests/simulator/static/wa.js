@@ -6,6 +6,11 @@
  * IndexedDB "wawc_db_enc" (store "keys", key "enc"), the device secrets in
  * localStorage encrypted (AES-GCM) with a key derived from it, and the device id in
  * IndexedDB "wawc" (store "user", key "device").  Class names are random per load.
+ *
+ * Messages live in the page's modules (modules.js, reached through window.require once
+ * linked). The poll cursor (highest message sequence seen) is kept in IndexedDB "wawc"
+ * (store "user", key "msg-cursor"), so a page that comes back after being closed gets
+ * what arrived meanwhile.
  */
 (() => {
   "use strict";
@@ -20,6 +25,10 @@
   };
   const ENC_DB = "wawc_db_enc";
   const USER_DB = "wawc";
+  const CURSOR_KEY = "msg-cursor";
+  const SimModules = window.__waSimModules;
+  delete window.__waSimModules; // private to the page, like the real bundle's internals
+  SimModules.setMissing(boot.missingModules);
   const app = document.getElementById("app");
 
   // ------------------------------------------------------------------ utils
@@ -262,7 +271,8 @@
     await animateProgress(progress, 1000);
     for (;;) {
       try {
-        await api("GET", "/api/config");
+        const cfg = await api("GET", "/api/config");
+        SimModules.setMissing(cfg.missing_modules);
         break;
       } catch (e) {
         status.textContent = "Connecting… retrying";
@@ -275,11 +285,19 @@
     } catch (e) {
       creds = null;
     }
+    let cursor = 0;
+    if (creds) {
+      try {
+        cursor = Number(await idbGet(USER_DB, "user", CURSOR_KEY)) || 0;
+      } catch (e) {
+        cursor = 0;
+      }
+    }
     while (creds) {
       try {
-        const info = await api("POST", "/api/login", { ...creds, page_id: PAGE_ID });
+        const info = await api("POST", "/api/login", { ...creds, page_id: PAGE_ID, since: cursor });
         await showSyncing(500);
-        return showMain(creds, info);
+        return showMain(creds, info, cursor);
       } catch (e) {
         if (!transient(e)) break;
         status.textContent = "Connecting… retrying";
@@ -379,15 +397,18 @@
     await showSyncing(1000);
     showMain(
       { device_id: device.device_id, token: device.token },
-      { wid: device.wid, push_name: device.push_name, status: "ok", messages: [] }
+      { wid: device.wid, push_name: device.push_name, status: "ok", messages: [] },
+      0
     );
   }
 
   // ------------------------------------------------------------------- main
-  function showMain(creds, info) {
-    const chats = new Map(); // number -> {name, messages: [], unread}
-    const seen = new Set();
-    let lastSeq = 0;
+  function showMain(creds, info, cursor) {
+    const chats = new Map(); // number -> {name, messages: [], unread, last}
+    let lastSeq = cursor || 0;
+    let savedSeq = lastSeq;
+    let order = 0;
+    let renderPending = false;
     let openChat = null;
     let conflictDismissed = false;
     let modal = null;
@@ -402,6 +423,15 @@
         h("div", { id: "pane-side", style: "pane" }, grid)),
       right);
     const my = setScreen(shell);
+    const store = SimModules.link({
+      me: info.wid,
+      send: (body) => api("POST", "/api/send", { ...creds, page_id: PAGE_ID, ...body }),
+      alive: () => my === epoch,
+      retryMs,
+      transient,
+    });
+    const { Msg, Contact } = store.modules.WAWebCollections;
+    Msg.on("add", (msg) => showMessage(msg));
 
     function showIntro() {
       right.replaceChildren(
@@ -467,13 +497,8 @@
       const send = async () => {
         const text = box.innerText.trim();
         if (!text) return;
-        try {
-          const m = await api("POST", "/api/send", { ...creds, page_id: PAGE_ID, to: number, body: text });
-          box.textContent = "";
-          addMessages([m]);
-        } catch (e) {
-          if (transient(e)) setBanner(true);
-        }
+        box.textContent = "";
+        await sendText(number, text);
       };
       box.addEventListener("keydown", (ev) => {
         if (ev.key === "Enter" && !ev.shiftKey) {
@@ -493,24 +518,65 @@
       box.focus();
     }
 
-    function addMessages(messages) {
-      let changed = false;
+    /** The composer's send: the same module path a driver uses (Utils.js sendMessage). */
+    async function sendText(number, text) {
+      const m = store.modules;
+      const { chat } = await m.WAWebFindChatAction.findOrCreateLatestChat(
+        m.WAWebWidFactory.createWid(`${number}@c.us`)
+      );
+      const me = m.WAWebUserPrefsMeUser.getMaybeMePnUser();
+      const key = new m.WAWebMsgKey({ from: me, to: chat.id, id: await m.WAWebMsgKey.newId(), selfDir: "out" });
+      const message = {
+        id: key, ack: 0, body: text, from: me, to: chat.id, local: true, self: "out",
+        t: Math.floor(Date.now() / 1000), isNewMsg: true, type: "chat",
+      };
+      const [added, sent] = m.WAWebSendMsgChatAction.addAndSendMsgToChat(chat, message);
+      await added;
+      const result = await sent;
+      if (result.messageSendResult !== "OK") setBanner(true);
+    }
+
+    function scheduleRender() {
+      if (renderPending) return;
+      renderPending = true;
+      setTimeout(() => {
+        renderPending = false;
+        if (my === epoch) renderChatList();
+      }, 0);
+    }
+
+    /** Every message added to the Msg collection (received or sent) gets a bubble. */
+    function showMessage(msg) {
+      const number = msg.id.remote.user;
+      const contact = Contact.get(msg.id.remote);
+      const name = contact ? contact.name || contact.pushname : null;
+      const m = { id: msg.id.id, chat: number, from_me: msg.id.fromMe, body: msg.body };
+      const chat = chatFor(number, name);
+      chat.messages.push(m);
+      chat.last = ++order;
+      if (number === openChat) {
+        const list = right.querySelector("[role=application]");
+        if (list) list.append(messageNode(m));
+      } else if (!m.from_me) {
+        chat.unread += 1;
+      }
+      scheduleRender();
+    }
+
+    /** Messages (new ones and receipts) from the server, then the stored cursor. */
+    async function addMessages(messages) {
       for (const m of messages || []) {
         lastSeq = Math.max(lastSeq, m.seq);
-        if (seen.has(m.seq)) continue;
-        seen.add(m.seq);
-        changed = true;
-        const chat = chatFor(m.chat, m.from_me ? null : m.name);
-        chat.messages.push(m);
-        chat.last = m.seq;
-        if (m.chat === openChat) {
-          const list = right.querySelector("[role=application]");
-          if (list) list.append(messageNode(m));
-        } else if (!m.from_me) {
-          chat.unread += 1;
+        store.ingest(m);
+      }
+      if (lastSeq > savedSeq) {
+        try {
+          await idbPut(USER_DB, "user", CURSOR_KEY, lastSeq);
+          savedSeq = lastSeq;
+        } catch (e) {
+          /* storage busy: saved with the next batch */
         }
       }
-      if (changed) renderChatList();
     }
 
     function setBanner(on) {
@@ -565,6 +631,7 @@
           if (r.status === "unlinked") {
             hideConflict();
             epoch += 1;
+            SimModules.unlink();
             await wipeStorage();
             return startLanding();
           }
@@ -573,7 +640,7 @@
           } else {
             conflictDismissed = false;
             hideConflict();
-            addMessages(r.messages);
+            await addMessages(r.messages);
           }
         } catch (e) {
           if (my !== epoch) return;
