@@ -42,7 +42,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ZapHubError)
     def handle_domain_error(exc: ZapHubError):
-        errors = {"json": {exc.field: [exc.message]}} if isinstance(exc, InvalidInput) else None
+        errors = {exc.location: {exc.field: [exc.message]}} if isinstance(exc, InvalidInput) else None
         return error_response(exc.status_code, exc.message, errors)
 
     @app.errorhandler(IntegrityError)

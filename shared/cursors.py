@@ -40,7 +40,7 @@ def encode_cursor(settings: Settings, created_at: datetime, row_id: str) -> str:
 
 def decode_cursor(settings: Settings, cursor: str, field: str = "before") -> tuple[datetime, str]:
     """The ``(created_at, id)`` a cursor of ours names, or :class:`InvalidInput` naming ``field``."""
-    invalid = InvalidInput(field, f"{field} is not a cursor given by this API")
+    invalid = InvalidInput(field, f"{field} is not a cursor given by this API", location="query")
     if not isinstance(cursor, str) or not cursor or len(cursor) > _MAX_CHARS:
         raise invalid
     try:

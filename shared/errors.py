@@ -26,13 +26,14 @@ class Conflict(ZapHubError):
 
 
 class InvalidInput(ZapHubError):
-    """A value is not acceptable; ``field`` names it."""
+    """A value is not acceptable; ``field`` names it, ``location`` says where it came from."""
 
     status_code = 422
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, location: str = "json") -> None:
         super().__init__(message)
         self.field = field
+        self.location = location
 
 
 class Unavailable(ZapHubError):

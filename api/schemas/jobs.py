@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields
 
+from api.schemas.fields import UtcDateTime
+
 
 class JobSchema(Schema):
     id = fields.String(dump_only=True)
@@ -13,6 +15,6 @@ class JobSchema(Schema):
     params = fields.Function(lambda job: job.params_dict, dump_only=True)
     result = fields.Function(lambda job: job.result_dict, dump_only=True, allow_none=True)
     error = fields.String(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True)
-    started_at = fields.DateTime(dump_only=True, allow_none=True)
-    finished_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = UtcDateTime(dump_only=True)
+    started_at = UtcDateTime(dump_only=True, allow_none=True)
+    finished_at = UtcDateTime(dump_only=True, allow_none=True)

@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
+from api.schemas.fields import UtcDateTime
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import MAX_LIST_OFFSET
 from shared.validation import (
@@ -92,7 +93,7 @@ class MessageSchema(Schema):
         dump_only=True, metadata={"description": "PENDING, SERVER, DEVICE, READ, PLAYED or ERROR"}
     )
     wa_message_id = fields.String(dump_only=True, allow_none=True)
-    wa_timestamp = fields.DateTime(dump_only=True, allow_none=True)
+    wa_timestamp = UtcDateTime(dump_only=True, allow_none=True)
     reply_to = fields.String(attribute="reply_to_id", dump_only=True, allow_none=True)
     quoted_wa_id = fields.String(dump_only=True, allow_none=True)
     contact_id = fields.String(dump_only=True, allow_none=True)
@@ -101,9 +102,9 @@ class MessageSchema(Schema):
     )
     error = fields.String(dump_only=True, allow_none=True)
     job_id = fields.String(dump_only=True, allow_none=True)
-    sent_at = fields.DateTime(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    sent_at = UtcDateTime(dump_only=True, allow_none=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
 
 
 class MessageWithHistorySchema(MessageSchema):
@@ -132,13 +133,13 @@ class ContactSchema(Schema):
     number = fields.String(dump_only=True)
     name = fields.String(dump_only=True, allow_none=True)
     push_name = fields.String(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
 
 
 class ChatSchema(Schema):
     chat_id = fields.String(dump_only=True)
     last_message = fields.Nested(MessageSchema, dump_only=True, allow_none=True)
-    last_message_at = fields.DateTime(dump_only=True)
+    last_message_at = UtcDateTime(dump_only=True)
     message_count = fields.Integer(dump_only=True)
     unread_count = fields.Integer(
         dump_only=True,

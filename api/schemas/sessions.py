@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.schemas.fields import StrictBoolean
+from api.schemas.fields import StrictBoolean, UtcDateTime
 from api.schemas.jobs import JobSchema
 from shared.statuses import SessionStatus
 from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
@@ -69,15 +69,15 @@ class SessionSchema(Schema):
     is_active = fields.Boolean(dump_only=True)
     phone_number = fields.String(dump_only=True, allow_none=True)
     push_name = fields.String(dump_only=True, allow_none=True)
-    last_seen = fields.DateTime(dump_only=True, allow_none=True)
+    last_seen = UtcDateTime(dump_only=True, allow_none=True)
     last_error = fields.String(dump_only=True, allow_none=True)
     config = fields.Function(lambda s: s.config_dict, dump_only=True)
     worker_id = fields.String(dump_only=True, allow_none=True)
     epoch = fields.Integer(dump_only=True)
     has_qr_code = fields.Function(lambda s: bool(s.qr_code), dump_only=True)
     has_login_state = fields.Function(lambda s: s.has_auth_state, dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
 
 
 class SessionWithJobSchema(SessionSchema):
@@ -96,7 +96,7 @@ class WorkerSchema(Schema):
     id = fields.String(dump_only=True)
     queue = fields.String(dump_only=True)
     hostname = fields.String(dump_only=True, allow_none=True)
-    heartbeat_at = fields.DateTime(dump_only=True, allow_none=True)
+    heartbeat_at = UtcDateTime(dump_only=True, allow_none=True)
     capacity = fields.Integer(dump_only=True)
 
 
@@ -114,7 +114,7 @@ class SendQueueSchema(Schema):
     oldest_pending_age = fields.Float(
         dump_only=True, allow_none=True, metadata={"description": "seconds since the oldest was queued"}
     )
-    next_send_not_before = fields.DateTime(dump_only=True, allow_none=True)
+    next_send_not_before = UtcDateTime(dump_only=True, allow_none=True)
 
 
 class SessionDetailsSchema(Schema):

@@ -269,7 +269,7 @@ def test_a_cursor_that_is_not_ours_is_422_naming_before(client, tenant, linked, 
         cursor = encode_cursor(settings.with_overrides(SECRET_KEY="someone-else"), utcnow(), "0" * 32)
     response = client.get(f"/session/vendas/messages?before={cursor}", headers=tenant.agent)
     assert response.status_code == 422
-    assert "before" in response.get_json()["errors"]["json"]
+    assert "before" in response.get_json()["errors"]["query"]
 
 
 def test_one_message_with_its_ack_history_and_404s(client, tenant, linked, settings):
