@@ -107,3 +107,42 @@ def test_a_worker_killed_mid_send_never_sends_a_message_twice(api, sim, start_wo
     # Sends of a session leave in order, across the move.
     sent_order = [m["body"] for m in sim.sent(PHONE)]
     assert sent_order == [b for b in bodies if b in on_phone]
+
+
+def test_a_send_that_never_reached_whatsapp_is_sent_once_by_the_new_owner(api, sim, start_worker, settings):
+    workers = {w: start_worker(w, env=WORKER) for w in ("w1", "w2")}
+    session = link_session(api, sim, "vendas")
+    owner = session["worker_id"]
+    sim.offline(True)  # the page keeps the message PENDING and retries: it stays ``sending``
+    try:
+        queued = api.call("post", "/session/vendas/messages", 202, json={"to": "5511977770001", "text": "oi"})
+        wait_until(
+            lambda: send_states(settings, session["id"]).get("oi") == "sending",
+            20,
+            interval=0.05,
+            message="the send to be in progress",
+        )
+        workers[owner].kill()  # the page dies with the message: WhatsApp never got it
+    finally:
+        sim.offline(False)
+    assert sim.sent(PHONE) == []
+
+    survivor = "w2" if owner == "w1" else "w1"
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == [survivor],
+        20,
+        message=f"{owner}'s lease to expire",
+    )
+
+    def settled() -> dict | None:
+        job = api.call("post", "/session/sync", 202).get_json()
+        api.wait_job(job["id"])
+        message = api.call("get", f"/session/vendas/messages/{queued.get_json()['message']['id']}", 200)
+        return message.get_json() if message.get_json()["send_state"] in ("sent", "failed") else None
+
+    message = wait_until(settled, 90, interval=1.0, message="the message sent or failed")
+    assert message["send_state"] == "sent", message
+    [on_phone] = sim.sent(PHONE)
+    assert on_phone["body"] == "oi" and on_phone["id"] == message["wa_message_id"].rsplit("_", 1)[-1]
+    time.sleep(1)
+    assert len(sim.sent(PHONE)) == 1
