@@ -146,3 +146,39 @@ def test_a_send_that_never_reached_whatsapp_is_sent_once_by_the_new_owner(api, s
     assert on_phone["body"] == "oi" and on_phone["id"] == message["wa_message_id"].rsplit("_", 1)[-1]
     time.sleep(1)
     assert len(sim.sent(PHONE)) == 1
+
+
+def test_a_send_still_pending_in_the_page_when_its_worker_dies_is_sent_once(api, sim, start_worker, settings):
+    # The page waits 1 s for WhatsApp's answer, then the message goes on PENDING inside it.
+    env = {**WORKER, "SEND_TIMEOUT": "4"}
+    workers = {w: start_worker(w, env=env) for w in ("w1", "w2")}
+    session = link_session(api, sim, "vendas")
+    owner = session["worker_id"]
+    sim.offline(True)
+    try:
+        queued = api.call("post", "/session/vendas/messages", 202, json={"to": "5511977770001", "text": "oi"})
+        message_id = queued.get_json()["message"]["id"]
+        time.sleep(6)  # the send job is long past the page's wait
+        held = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
+        assert held["ack"] == "PENDING" and held["send_state"] != "sent", held
+        workers[owner].kill()  # the page dies with the message: WhatsApp never got it
+    finally:
+        sim.offline(False)
+    assert sim.sent(PHONE) == []
+
+    survivor = "w2" if owner == "w1" else "w1"
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == [survivor],
+        20,
+        message=f"{owner}'s lease to expire",
+    )
+
+    def settled() -> dict | None:
+        job = api.call("post", "/session/sync", 202).get_json()
+        api.wait_job(job["id"])
+        message = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
+        return message if message["send_state"] in ("sent", "failed") else None
+
+    message = wait_until(settled, 90, interval=1.0, message="the message sent or failed")
+    assert message["send_state"] == "sent" and message["ack"] == "SERVER", message
+    assert [m["body"] for m in sim.sent(PHONE)] == ["oi"]
