@@ -226,10 +226,11 @@ def _confirmed(payload: dict[str, Any]) -> None:
     A message still PENDING lives only in this page, which keeps trying: it stays
     ``sending`` and the job looks it up again later, so if this worker dies meanwhile
     the next owner does not find it and sends it once more, instead of it counting as
-    sent while it never left.
+    sent while it never left. Patient: while WhatsApp is unreachable the message waits
+    in the page like on a phone, it is not given up (the page could still send it).
     """
     if page_ack(payload.get("ack")) is Ack.PENDING:
-        raise SendLater(RETRY_SOON, "WhatsApp has not confirmed the message yet")
+        raise SendLater(RETRY_SOON, "WhatsApp has not confirmed the message yet", patient=True)
 
 
 def _stored(applied: bool) -> None:
