@@ -254,11 +254,20 @@ def test_send_rules_on_the_live_stack(api, sim, start_worker, tenant, other_tena
     sim.message(PHONE, "5511977770001", "bom dia", push_name="Ana")
     # An agent reads and sends.
     inbound = wait_until(lambda: all_messages(api, "vendas", headers=tenant.agent), 30, message="inbound")
-    reply = send(api.client, tenant.agent, "vendas", "5511977770001", "bom dia, Ana")
+    reply = api.client.post(
+        "/session/vendas/messages",
+        headers=tenant.agent,
+        json={"to": "5511977770001", "text": "bom dia, Ana", "reply_to": inbound[0]["id"]},
+    )
     assert reply.status_code == 202
     reply_id = reply.get_json()["message"]["id"]
     wait_until(lambda: sim.sent(PHONE), 30, message="the agent's reply on the phone")
-    assert [m["body"] for m in sim.sent(PHONE)] == ["bom dia, Ana"]
+    [answer] = sim.sent(PHONE)
+    assert answer["body"] == "bom dia, Ana"
+    assert answer["quoted"] == bare_id(inbound[0]["wa_message_id"]), answer  # a reply to her message
+    stored_reply = api.call("get", f"/session/vendas/messages/{reply_id}", 200).get_json()
+    assert stored_reply["reply_to"] == inbound[0]["id"]
+    assert stored_reply["quoted_wa_id"] == inbound[0]["wa_message_id"]
     for path in ("messages", f"messages/{reply_id}", "chats", "contacts"):
         response = api.client.get(f"/session/vendas/{path}", headers=tenant.agent)
         assert response.status_code == 200, path
