@@ -193,6 +193,10 @@ def test_retried_sends_leave_once_and_acks_go_server_device_read(api, sim, start
     assert [m["body"] for m in on_phone] == [f"pedido {i}" for i in range(20)]  # in order
     assert {bare_id(m["wa_message_id"]) for m in sent} == {m["id"] for m in on_phone}
 
+    late = [request(i) for i in range(20)]  # a retry long after the send: still the first answer
+    assert [r.get_json()["message"]["id"] for r in late] == ids
+    assert all(r.get_json()["message"]["send_state"] == "sent" for r in late)
+
     for m in on_phone:
         sim.receipt(PHONE, m["id"], "device")
     wait_until(lambda: all_at("DEVICE"), 30, interval=0.5, message="20 messages DEVICE")
