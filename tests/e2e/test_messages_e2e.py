@@ -272,6 +272,17 @@ def test_send_rules_on_the_live_stack(api, sim, start_worker, tenant, other_tena
     stored_reply = api.call("get", f"/session/vendas/messages/{reply_id}", 200).get_json()
     assert stored_reply["reply_to"] == inbound[0]["id"]
     assert stored_reply["quoted_wa_id"] == inbound[0]["wa_message_id"]
+
+    sim.fail(PHONE, answer["id"])  # delivery fails: ERROR with a reason
+    failed = wait_until(
+        lambda: (
+            (m := api.call("get", f"/session/vendas/messages/{reply_id}", 200).get_json())["ack"] == "ERROR"
+            and m
+        ),
+        30,
+        message="the failed delivery",
+    )
+    assert failed["send_state"] == "failed" and failed["error"] == "WhatsApp reported a delivery failure"
     for path in ("messages", f"messages/{reply_id}", "chats", "contacts"):
         response = api.client.get(f"/session/vendas/{path}", headers=tenant.agent)
         assert response.status_code == 200, path
