@@ -23,11 +23,13 @@ import time
 from types import ModuleType
 from typing import Any
 
+from shared.acks import Ack
 from shared.jobs import JobPublisher
 from shared.models import Message, utcnow
 from shared.send_state import UNSENT_STATES
 from shared.services import jobs as job_services
 from shared.services import outbox
+from shared.services.inbox import page_ack
 from shared.services.ownership import Verdict, route_job
 from shared.services.send_queue import aware, send_interval
 from workers.context import WorkerContext
@@ -181,6 +183,7 @@ def _send_one(ctx: WorkerContext, session_id: str, epoch: int, message: Message)
     if message.send_state == "sending" and message.wa_key_id:
         found = ctx.manager.find_message(session_id, message.wa_message_id, timeout=10)
         if found is not None:
+            _confirmed(found)
             log.info("message %s of session %s was sent before; not sent again", message.id, session_id)
             _stored(
                 outbox.mark_sent(ctx.uow(), session_id, ctx.worker_id, epoch, message.id, found, **fenced)
@@ -212,8 +215,22 @@ def _send_one(ctx: WorkerContext, session_id: str, epoch: int, message: Message)
         quoted_wa_id=message.quoted_wa_id or outbox.quoted_wa_id(ctx.uow(), message),
         timeout=ctx.settings.SEND_TIMEOUT,
     )
+    _confirmed(payload)
     _stored(outbox.mark_sent(ctx.uow(), session_id, ctx.worker_id, epoch, message.id, payload, **fenced))
     log.info("message %s of session %s sent", message.id, session_id)
+
+
+def _confirmed(payload: dict[str, Any]) -> None:
+    """Go on only once WhatsApp took the message (ack past PENDING, or ERROR).
+
+    A message still PENDING lives only in this page, which keeps trying: it stays
+    ``sending`` and the job looks it up again later, so if this worker dies meanwhile
+    the next owner does not find it and sends it once more, instead of it counting as
+    sent while it never left. Patient: while WhatsApp is unreachable the message waits
+    in the page like on a phone, it is not given up (the page could still send it).
+    """
+    if page_ack(payload.get("ack")) is Ack.PENDING:
+        raise SendLater(RETRY_SOON, "WhatsApp has not confirmed the message yet", patient=True)
 
 
 def _stored(applied: bool) -> None:

@@ -111,13 +111,20 @@ def record_message(
                 if value is not None and getattr(message, name) is None:
                     setattr(message, name, value)
             apply_ack(message, ack)
-            if message.send_state in UNSENT_STATES and message.ack != Ack.ERROR.value:
-                # The page has it: a send of ours that got this far counts as sent.
-                message.send_state, message.error = SendState.SENT, None
+            _sent_if_confirmed(message)
         if contact is not None:
             message.contact_id = contact.id
         uow.commit()
     return True
+
+
+def _sent_if_confirmed(message: Message) -> None:
+    """A send of ours that WhatsApp took (ack past PENDING) counts as sent.
+
+    One the page still holds PENDING does not: it may never leave if the page dies.
+    """
+    if message.send_state in UNSENT_STATES and message.ack not in (Ack.PENDING.value, Ack.ERROR.value):
+        message.send_state, message.error = SendState.SENT, None
 
 
 def _new_message(
@@ -180,6 +187,8 @@ def record_ack(
             return False
         if ack is Ack.ERROR and message.send_state in UNSENT_STATES + (SendState.SENT,):
             message.send_state, message.error = SendState.FAILED, "WhatsApp reported a delivery failure"
+        else:
+            _sent_if_confirmed(message)
         message.updated_at = utcnow()
         uow.commit()
     return True

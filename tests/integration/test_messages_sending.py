@@ -203,6 +203,26 @@ def test_a_send_that_died_before_the_page_took_it_is_sent_once_more_with_the_sam
     assert [k for k, _, _ in page.calls] == [key] and list(page.sent) == [key]
 
 
+def test_a_send_still_pending_in_the_page_stays_sending_until_whatsapp_takes_it(settings, ctx, page):
+    queued = queue_send(settings, "pending")
+    page.ack = 0  # WhatsApp unreachable: the page keeps the message PENDING and retries
+    with pytest.raises(SendLater):
+        run_send_job(ctx, Recorder(), queued.job.id)
+    held = row(settings, queued.message.id)
+    assert (held.send_state, held.ack) == ("sending", "PENDING")
+    with pytest.raises(SendLater):  # looked up, still PENDING: not counted as sent
+        run_send_job(ctx, Recorder(), queued.job.id)
+    assert row(settings, queued.message.id).send_state == "sending"
+
+    page.sent.clear()  # the page died with it: a new page does not know it
+    page.ack = 1
+    assert run_send_job(ctx, Recorder(), queued.job.id)["send_state"] == "sent"
+    assert [k for k, _, _ in page.calls] == [held.wa_message_id] * 2 and list(page.sent) == [
+        held.wa_message_id
+    ]
+    assert row(settings, queued.message.id).ack == "SERVER"
+
+
 def test_a_redelivered_job_of_a_sent_message_is_a_no_op(settings, ctx, page):
     queued = queue_send(settings, "x")
     run_send_job(ctx, Recorder(), queued.job.id)
