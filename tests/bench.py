@@ -143,7 +143,8 @@ def pss_mib(pids: set[int]) -> float:
     return total / 1024
 
 
-def bench_sessions(database_url: str, root: Path) -> None:
+def live_settings(database_url: str) -> Settings:
+    """Settings for a live benchmark on a migrated ``database_url`` with its own broker keys."""
     settings = Settings.from_env(
         {},
         DATABASE_URL=database_url,
@@ -154,6 +155,11 @@ def bench_sessions(database_url: str, root: Path) -> None:
     )
     set_settings(settings)
     upgrade(database_url)
+    return settings
+
+
+def bench_sessions(database_url: str, root: Path) -> None:
+    settings = live_settings(database_url)
     accounts.create_company(UnitOfWork(settings), "live")
     _, token = accounts.create_user(UnitOfWork(settings), "live", "l@live.io", "admin")
     headers = {"Authorization": f"Bearer {token}"}
@@ -226,16 +232,7 @@ def epoch_seconds(moment) -> float:
 
 
 def bench_messages(database_url: str, root: Path) -> None:
-    settings = Settings.from_env(
-        {},
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_URL,
-        BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
-        SECRET_KEY="bench",
-        WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]),
-    )
-    set_settings(settings)
-    upgrade(database_url)
+    settings = live_settings(database_url)
     accounts.create_company(UnitOfWork(settings), "talk")
     _, token = accounts.create_user(UnitOfWork(settings), "talk", "t@talk.io", "agent")
     _, admin = accounts.create_user(UnitOfWork(settings), "talk", "a@talk.io", "admin")

@@ -21,8 +21,8 @@ from api.schemas.messages import (
     MessagePageSchema,
     MessageWithHistorySchema,
     MessageWithJobSchema,
-    PageArgsSchema,
 )
+from api.schemas.pagination import PageArgsSchema
 from shared.services import chats, messages
 
 blp = Blueprint(

@@ -1,10 +1,9 @@
 """Schemas of messages, chats and contacts: input validation and output shapes."""
 
-from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.schemas.fields import UtcDateTime
 from api.schemas.jobs import JobSchema
-from api.schemas.sessions import MAX_LIST_OFFSET
 from shared.validation import (
     IDEMPOTENCY_KEY_RE,
     IDEMPOTENCY_KEY_RULE,
@@ -60,20 +59,6 @@ class MessageListArgsSchema(Schema):
         metadata={"description": "the next_cursor of the previous page"},
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
-
-
-class PageArgsSchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_LIST_OFFSET + 1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-
-    @validates_schema
-    def page_within_reach(self, data, **_kwargs):
-        from marshmallow import ValidationError
-
-        if (data["page"] - 1) * data["per_page"] > MAX_LIST_OFFSET:
-            raise ValidationError(
-                f"page is too far: pages may start at most {MAX_LIST_OFFSET} rows in", "page"
-            )
 
 
 class AckChangeSchema(Schema):

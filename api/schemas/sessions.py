@@ -4,12 +4,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.schemas.fields import StrictBoolean, UtcDateTime
 from api.schemas.jobs import JobSchema
+from api.schemas.pagination import PageArgsSchema
 from shared.statuses import SessionStatus
 from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
-
-# Deep pages cost the database a scan of every row before them, and a page number
-# near 2**63 overflows the OFFSET: pages reach this many rows in, no further.
-MAX_LIST_OFFSET = 100_000
 
 NAME_RULE = validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}")
 
@@ -38,20 +35,11 @@ class SessionUpdateSchema(Schema):
             raise ValidationError("give at least one of name, config, is_active", "_schema")
 
 
-class SessionListArgsSchema(Schema):
+class SessionListArgsSchema(PageArgsSchema):
     status = fields.String(
         validate=validate.OneOf([s.value for s in SessionStatus] + [s.value.lower() for s in SessionStatus])
     )
     is_active = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_LIST_OFFSET + 1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-
-    @validates_schema
-    def page_within_reach(self, data, **_kwargs):
-        if (data["page"] - 1) * data["per_page"] > MAX_LIST_OFFSET:
-            raise ValidationError(
-                f"page is too far: pages may start at most {MAX_LIST_OFFSET} sessions in", "page"
-            )
 
 
 class RemoveArgsSchema(Schema):
