@@ -292,9 +292,17 @@ def test_repeated_start_failures_give_auth_failure(manager, events):
     profile = manager.profile_dir(sid)
     pid = manager.browser_pid(sid)
     os.kill(pid, signal.SIGKILL)
-    # Make every relaunch fail: the profile path becomes a plain file.
-    profile.rename(profile.with_name("iota-moved"))
-    profile.write_text("not a folder")
+    # Make every relaunch fail: the profile path becomes a plain file. The dying
+    # browser's children may still recreate the folder for a moment: move it again.
+    for attempt in range(50):
+        if profile.is_dir():
+            profile.rename(profile.with_name(f"iota-moved-{attempt}"))
+        try:
+            profile.write_text("not a folder")
+            break
+        except IsADirectoryError:
+            time.sleep(0.01)
+    assert profile.is_file()
     payload = events.wait_for(sid, "auth_failure", mark, timeout=30)
     assert payload == {"reason": "repeated start failures"}
     seen = [n for s, n, _ in events.items[mark:] if s == sid]
