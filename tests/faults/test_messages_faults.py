@@ -63,6 +63,24 @@ def freeze_mid_send(worker, settings, session_id: str, timeout: float = 30) -> s
     )
 
 
+def settled_on_survivor(api, owner: str, message_id: str) -> dict:
+    """After ``owner`` died: wait for its lease to expire, then sync until the message ends."""
+    survivor = "w2" if owner == "w1" else "w1"
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == [survivor],
+        20,
+        message=f"{owner}'s lease to expire",
+    )
+
+    def settled() -> dict | None:
+        job = api.call("post", "/session/sync", 202).get_json()
+        api.wait_job(job["id"])
+        message = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
+        return message if message["send_state"] in ("sent", "failed") else None
+
+    return wait_until(settled, 90, interval=1.0, message="the message sent or failed")
+
+
 def test_a_worker_killed_mid_send_never_sends_a_message_twice(api, sim, start_worker, settings):
     workers = {w: start_worker(w, env=WORKER) for w in ("w1", "w2")}
     session = link_session(api, sim, "vendas")
@@ -127,20 +145,7 @@ def test_a_send_that_never_reached_whatsapp_is_sent_once_by_the_new_owner(api, s
         sim.offline(False)
     assert sim.sent(PHONE) == []
 
-    survivor = "w2" if owner == "w1" else "w1"
-    wait_until(
-        lambda: api.call("get", "/health").get_json()["workers"] == [survivor],
-        20,
-        message=f"{owner}'s lease to expire",
-    )
-
-    def settled() -> dict | None:
-        job = api.call("post", "/session/sync", 202).get_json()
-        api.wait_job(job["id"])
-        message = api.call("get", f"/session/vendas/messages/{queued.get_json()['message']['id']}", 200)
-        return message.get_json() if message.get_json()["send_state"] in ("sent", "failed") else None
-
-    message = wait_until(settled, 90, interval=1.0, message="the message sent or failed")
+    message = settled_on_survivor(api, owner, queued.get_json()["message"]["id"])
     assert message["send_state"] == "sent", message
     [on_phone] = sim.sent(PHONE)
     assert on_phone["body"] == "oi" and on_phone["id"] == message["wa_message_id"].rsplit("_", 1)[-1]
@@ -166,19 +171,6 @@ def test_a_send_still_pending_in_the_page_when_its_worker_dies_is_sent_once(api,
         sim.offline(False)
     assert sim.sent(PHONE) == []
 
-    survivor = "w2" if owner == "w1" else "w1"
-    wait_until(
-        lambda: api.call("get", "/health").get_json()["workers"] == [survivor],
-        20,
-        message=f"{owner}'s lease to expire",
-    )
-
-    def settled() -> dict | None:
-        job = api.call("post", "/session/sync", 202).get_json()
-        api.wait_job(job["id"])
-        message = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
-        return message if message["send_state"] in ("sent", "failed") else None
-
-    message = wait_until(settled, 90, interval=1.0, message="the message sent or failed")
+    message = settled_on_survivor(api, owner, message_id)
     assert message["send_state"] == "sent" and message["ack"] == "SERVER", message
     assert [m["body"] for m in sim.sent(PHONE)] == ["oi"]
