@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -49,6 +50,9 @@ class Company(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The newest event id of the company: the next one is made strictly greater under
+    # this row's lock, so ids sort in commit order (``shared.services.events``).
+    last_event_id: Mapped[str | None] = mapped_column(String(26))
 
     users: Mapped[list[User]] = relationship(back_populates="company")
 
@@ -95,6 +99,8 @@ class WhatsappSession(Base):
     # Compressed, encrypted archive of the profile's storage (shared.login_state).
     auth_state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     auth_state_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The sequence number of the session's newest event (no gaps: taken in the event's transaction).
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True
@@ -266,3 +272,115 @@ class Job(Base):
     def result_dict(self) -> Any:
         """Job result, decoded from JSON (``None`` until finished)."""
         return json.loads(self.result) if self.result else None
+
+
+class Event(Base):
+    """One row of the outbox: a change, written in the same transaction as the change.
+
+    ``id`` is a ULID, strictly increasing per company in commit order; ``seq`` counts
+    the session's events from 1 with no gaps. No foreign key to the session: the
+    ``session.removed`` event outlives a purged session.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq", name="uq_events_session_seq"),
+        Index("ix_events_company_id", "company_id", "id"),
+        Index("ix_events_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(String(32))
+    session_name: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def payload_dict(self) -> dict[str, Any]:
+        """The event's payload, decoded from its JSON text."""
+        return json.loads(self.payload or "{}")
+
+
+class WebhookEndpoint(Base):
+    """A company's receiver of events; its signing secrets are stored encrypted."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_company", "company_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(200))
+    # JSON lists; empty means every event type / every session of the company.
+    event_types: Mapped[str] = mapped_column(Text, default="[]")
+    session_names: Mapped[str] = mapped_column(Text, default="[]")
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # active | paused (too many failures in a row, or by an admin) | disabled (410 Gone, or by an admin)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @property
+    def event_types_list(self) -> list[str]:
+        """The event types this endpoint wants (empty: all)."""
+        return json.loads(self.event_types or "[]")
+
+    @property
+    def session_names_list(self) -> list[str]:
+        """The session names this endpoint covers (empty: all)."""
+        return json.loads(self.session_names or "[]")
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one endpoint: pending -> retrying -> delivered | dead."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        Index("ix_webhook_deliveries_event", "event_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Last put on the broker; a due delivery not enqueued since is enqueued again by the sweep.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Claimed by a delivery task until then (a killed task's claim just runs out).
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    replay: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    event: Mapped[Event] = relationship()
+    attempt_rows: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.attempted_at", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, what came back, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "attempted_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)

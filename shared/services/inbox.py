@@ -1,7 +1,7 @@
 """What the page's message events write: messages stored once, contacts, monotonic acks.
 
 Workers call these from the session manager's event thread. Every write first takes
-the session's fence (:func:`hold_fence`): one UPDATE that matches only while the
+the session's fence (:func:`shared.services.ownership.hold_fence`): one UPDATE that matches only while the
 writing process owns the session at its epoch, and that locks the session row until
 the commit, so an owner change cannot slip in between the check and the write. A
 fenced-out worker writes nothing.
@@ -19,27 +19,14 @@ from sqlalchemy.orm import Session as DbSession
 
 from shared import acks
 from shared.acks import Ack
-from shared.models import Contact, Message, WhatsappSession, utcnow
+from shared.models import Contact, Message, utcnow
 from shared.send_state import UNSENT_STATES, SendState
+from shared.services import events
 from shared.services.messages import history_entry
-from shared.services.ownership import fence
+from shared.services.ownership import hold_fence
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-
-def hold_fence(db: DbSession, session_id: str, worker_id: str, epoch: int, lease_token: str) -> str | None:
-    """Lock the session row if this process owns it at ``epoch``; its company, else ``None``.
-
-    The UPDATE changes no value; it is there for its match and its row lock.
-    """
-    result = db.execute(
-        fence(session_id, worker_id, epoch, lease_token)
-        .values(epoch=WhatsappSession.epoch, updated_at=WhatsappSession.updated_at)
-        .returning(WhatsappSession.company_id)
-        .execution_options(synchronize_session=False)
-    )
-    return result.scalar()
 
 
 def page_ack(value: Any) -> Ack:
@@ -92,28 +79,32 @@ def record_message(
     ack = page_ack(payload.get("ack"))
     columns = page_columns(payload)
     with uow:
-        company_id = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
-        if company_id is None:
+        held = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
+        if held is None:
             log.warning(
                 "session %s: message from worker %s epoch %d fenced out", session_id, worker_id, epoch
             )
             return False
-        contact = _upsert_contact(uow.db, company_id, session_id, payload.get("contact"))
+        contact = _upsert_contact(uow.db, held.company_id, session_id, payload.get("contact"))
         message = uow.db.scalar(
             select(Message).where(Message.session_id == session_id, Message.wa_message_id == wa_id)
         )
         if message is None:
-            message = _new_message(company_id, session_id, wa_id, payload, columns, ack)
+            message = _new_message(held.company_id, session_id, wa_id, payload, columns, ack)
             message.reply_to_id = _local_id(uow.db, session_id, columns["quoted_wa_id"])
+            message.contact_id = contact.id if contact is not None else None
             uow.db.add(message)
+            events.message_stored(uow.db, message)
         else:
+            ack_before, state_before = message.ack, message.send_state
             for name, value in columns.items():
                 if value is not None and getattr(message, name) is None:
                     setattr(message, name, value)
             apply_ack(message, ack)
             _sent_if_confirmed(message)
-        if contact is not None:
-            message.contact_id = contact.id
+            if contact is not None:
+                message.contact_id = contact.id
+            events.message_progress(uow.db, message, ack_before, state_before)
         uow.commit()
     return True
 
@@ -183,12 +174,16 @@ def record_ack(
         message = uow.db.scalar(
             select(Message).where(Message.session_id == session_id, Message.wa_message_id == wa_id)
         )
-        if message is None or not apply_ack(message, ack):
+        if message is None:
+            return False
+        ack_before, state_before = message.ack, message.send_state
+        if not apply_ack(message, ack):
             return False
         if ack is Ack.ERROR and message.send_state in UNSENT_STATES + (SendState.SENT,):
             message.send_state, message.error = SendState.FAILED, "WhatsApp reported a delivery failure"
         else:
             _sent_if_confirmed(message)
         message.updated_at = utcnow()
+        events.message_progress(uow.db, message, ack_before, state_before)
         uow.commit()
     return True

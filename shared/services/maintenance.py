@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 from shared.config import CONTROL_QUEUE, Settings
 from shared.jobs import JobKind, JobPublisher, JobStatus
 from shared.models import Company, Job, WhatsappSession, utcnow
+from shared.services import events
 from shared.services.jobs import enqueue
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -141,9 +142,17 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
         plan = plan_cleanup(uow.db, uow.settings, company_id)
         metrics = {"dry_run": False, **plan.metrics()}
         if plan.purge_sessions:
+            purged = sorted(s.id for s in plan.purge_sessions)
+            # Every row locked before the first event takes its company's lock (events' lock order).
             uow.db.execute(
-                delete(WhatsappSession).where(WhatsappSession.id.in_([s.id for s in plan.purge_sessions]))
-            )
+                select(WhatsappSession.id)
+                .where(WhatsappSession.id.in_(purged))
+                .order_by(WhatsappSession.id)
+                .with_for_update()
+            ).all()
+            for session_id in purged:
+                events.emit(uow.db, session_id, events.SESSION_REMOVED, {"purged": True, "reason": "cleanup"})
+            uow.db.execute(delete(WhatsappSession).where(WhatsappSession.id.in_(purged)))
         if plan.stale_jobs:
             uow.db.execute(
                 update(Job)

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from shared.acks import Ack
 from shared.models import Message, utcnow
 from shared.send_state import UNSENT_STATES, SendState
-from shared.services.inbox import apply_ack, hold_fence, page_ack, page_columns
+from shared.services import events
+from shared.services.inbox import apply_ack, page_ack, page_columns
+from shared.services.ownership import hold_fence
 from shared.services.send_queue import send_queue
 from shared.uow import UnitOfWork
 
@@ -71,7 +73,9 @@ def _change(
         row = uow.db.get(Message, message_id, with_for_update=True)
         if row is None or row.session_id != session_id or row.send_state not in states:
             return False
+        ack_before, state_before = row.ack, row.send_state
         change(row)
+        events.message_progress(uow.db, row, ack_before, state_before)
         uow.commit()
     return True
 

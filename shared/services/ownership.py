@@ -14,12 +14,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.db import seconds_since_outage
 from shared.jobs import JobKind, JobPublisher, JobStatus
 from shared.models import Job, WhatsappSession, Worker, utcnow
+from shared.services import events
 from shared.services.jobs import enqueue, publish
 from shared.services.workers import choose_worker, is_alive, live_workers
 from shared.statuses import SessionStatus
@@ -248,8 +250,8 @@ def requeue_orphans(
     requeued = []
     for session in sessions:
         with uow:
-            marked = uow.db.execute(
-                update(WhatsappSession)
+            old_status = uow.db.scalar(
+                select(WhatsappSession.status)
                 .where(
                     WhatsappSession.id == session.id,
                     WhatsappSession.epoch == session.epoch,
@@ -257,16 +259,24 @@ def requeue_orphans(
                     if session.worker_id is None
                     else WhatsappSession.worker_id == session.worker_id,
                 )
-                .values(status=SessionStatus.CONNECTING.value, qr_code=None)
-                .execution_options(synchronize_session=False)
+                .with_for_update()
             )
-            if marked.rowcount != 1:
+            if old_status is None:
                 log.info(
                     "session %s of company %s changed while being recovered; left as it is",
                     session.id,
                     session.company_id,
                 )
                 continue
+            uow.db.execute(
+                update(WhatsappSession)
+                .where(WhatsappSession.id == session.id)
+                .values(status=SessionStatus.CONNECTING.value, qr_code=None)
+                .execution_options(synchronize_session=False)
+            )
+            events.status_change(
+                uow.db, session.id, old_status, SessionStatus.CONNECTING.value, "worker lost"
+            )
             job = enqueue(
                 uow,
                 publisher,
@@ -386,3 +396,18 @@ def fence(session_id: str, worker_id: str, epoch: int, lease_token: str):
             select(Worker.id).where(Worker.id == worker_id, Worker.lease_token == lease_token)
         ),
     )
+
+
+def hold_fence(db: DbSession, session_id: str, worker_id: str, epoch: int, lease_token: str) -> Row | None:
+    """Lock the session row if this process owns it at ``epoch``: its company, name and status.
+
+    ``None`` when fenced out. The UPDATE changes no value; it is there for its match
+    and its row lock, which holds until the commit, so an owner change cannot slip in
+    between this check and the caller's writes (and the status read is the one replaced).
+    """
+    return db.execute(
+        fence(session_id, worker_id, epoch, lease_token)
+        .values(epoch=WhatsappSession.epoch, updated_at=WhatsappSession.updated_at)
+        .returning(WhatsappSession.company_id, WhatsappSession.name, WhatsappSession.status)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()

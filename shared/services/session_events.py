@@ -1,10 +1,11 @@
 """What WhatsApp Web events write to the database, fenced by owner and epoch.
 
-Each write is one conditional UPDATE that matches only while the writing worker still
-owns the session at the epoch it started it with, and only from the process that holds
-that worker's lease (its ``lease_token``); a worker that lost the session (reassigned
-while it was partitioned, a duplicated job, a second process with the same id) changes
-nothing.
+Each write first takes the session's fence: an UPDATE that matches only while the
+writing worker still owns the session at the epoch it started it with, and only from
+the process that holds that worker's lease (its ``lease_token``); a worker that lost
+the session (reassigned while it was partitioned, a duplicated job, a second process
+with the same id) changes nothing. The events a change makes (``shared.services.events``)
+are written in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from shared.models import WhatsappSession, utcnow
-from shared.services.ownership import fence
+from shared.services import events
+from shared.services.ownership import fence, hold_fence
 from shared.statuses import MemoryStatus, SessionStatus, to_database
 from shared.uow import UnitOfWork
 
@@ -76,10 +78,10 @@ def apply_event(
     changes = event_changes(event, payload)
     if changes is None:
         return False
-    with uow:
-        result = uow.db.execute(fence(session_id, worker_id, epoch, lease_token).values(**changes))
-        uow.commit()
-    applied = result.rowcount == 1
+    qr = {"qr": payload["qr"]} if event == "qr" else None
+    applied = _write_fenced(
+        uow, session_id, worker_id, epoch, lease_token, changes, payload.get("reason") or event, qr
+    )
     if applied:
         log.info(
             "session %s: %s -> %s%s",
@@ -109,10 +111,35 @@ def set_memory_status(
         changes["last_error"] = error
     if changes["status"] != SessionStatus.QRCODE.value:
         changes["qr_code"] = None
+    return _write_fenced(uow, session_id, worker_id, epoch, lease_token, changes, error or str(status))
+
+
+def _write_fenced(
+    uow: UnitOfWork,
+    session_id: str,
+    worker_id: str,
+    epoch: int,
+    lease_token: str,
+    changes: dict[str, Any],
+    reason: str,
+    qr: dict[str, Any] | None = None,
+) -> bool:
+    """Apply ``changes`` under the fence, with the events they make, in one transaction."""
     with uow:
-        result = uow.db.execute(fence(session_id, worker_id, epoch, lease_token).values(**changes))
+        held = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
+        if held is None:
+            return False
+        uow.db.execute(
+            update(WhatsappSession)
+            .where(WhatsappSession.id == session_id)
+            .values(**changes)
+            .execution_options(synchronize_session=False)
+        )
+        events.status_change(uow.db, session_id, held.status, changes["status"], reason)
+        if qr is not None:
+            events.emit(uow.db, session_id, events.SESSION_QR, qr)
         uow.commit()
-    return result.rowcount == 1
+    return True
 
 
 def save_login_state(
@@ -142,16 +169,22 @@ def deactivate(
 ) -> bool:
     """After a remove: mark the row inactive and stopped, or delete it when purging."""
     with uow:
-        # The fenced UPDATE both checks ownership and locks the row for the delete.
-        result = uow.db.execute(
-            fence(session_id, worker_id, epoch, lease_token).values(
-                is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None
-            )
+        # The fence both checks ownership and locks the row for the events and the delete.
+        held = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
+        if held is None:
+            return False
+        uow.db.execute(
+            update(WhatsappSession)
+            .where(WhatsappSession.id == session_id)
+            .values(is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None)
+            .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1 and purge:
+        events.status_change(uow.db, session_id, held.status, SessionStatus.DISCONNECTED.value, "removed")
+        events.emit(uow.db, session_id, events.SESSION_REMOVED, {"purged": purge, "reason": "removed"})
+        if purge:
             uow.db.execute(delete(WhatsappSession).where(WhatsappSession.id == session_id))
         uow.commit()
-    return result.rowcount == 1
+    return True
 
 
 def session_snapshot(uow: UnitOfWork, session_id: str) -> WhatsappSession | None:
