@@ -73,6 +73,24 @@ class Settings:
     SEND_JITTER_SECONDS: float = 0.5
     # How long the page may take to accept one send.
     SEND_TIMEOUT: float = 30.0
+    # Webhooks: who may be posted to, how many endpoints, how hard to try, how long to wait.
+    WEBHOOK_ALLOWED_NETWORKS: str = ""  # comma-separated CIDRs allowed despite being private/loopback
+    WEBHOOK_MAX_ENDPOINTS: int = 10
+    WEBHOOK_MAX_ATTEMPTS: int = 15
+    WEBHOOK_RETRY_WINDOW_SECONDS: float = 86400.0
+    WEBHOOK_PAUSE_AFTER_FAILURES: int = 50
+    WEBHOOK_CONNECT_TIMEOUT: float = 3.0
+    WEBHOOK_READ_TIMEOUT: float = 10.0
+    WEBHOOK_SECRET_GRACE_SECONDS: float = 86400.0
+    # The sweep enqueues due deliveries; one enqueued this long ago that did not run is enqueued again.
+    WEBHOOK_SWEEP_INTERVAL: float = 5.0
+    WEBHOOK_REQUEUE_SECONDS: float = 60.0
+    WEBHOOK_CONCURRENCY: int = 16
+    # The live stream: how often it looks for new events, and its keep-alive comment.
+    EVENTS_STREAM_POLL_SECONDS: float = 1.0
+    EVENTS_STREAM_HEARTBEAT_SECONDS: float = 15.0
+    # Events (and their deliveries) older than this are purged by cleanup.
+    EVENT_RETENTION_DAYS: int = 30
     TESTING: bool = False
 
     @classmethod
@@ -107,6 +125,8 @@ class Settings:
 
 
 CONTROL_QUEUE = "control"
+# Webhook deliveries have their own queue and workers: a slow receiver never delays a session job.
+WEBHOOKS_QUEUE = "webhooks"
 
 
 def queue_for_worker(worker_id: str) -> str:

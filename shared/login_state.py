@@ -23,7 +23,6 @@ workers can import it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import os
@@ -32,9 +31,9 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken, MultiFernet
+
+from shared.sealing import LOGIN_STATES, fernet_for, multi_fernet
 
 MAGIC = b"ZHLS"
 FORMAT_VERSION = 1
@@ -56,22 +55,12 @@ class LoginStateError(Exception):
     """The archive cannot be produced or restored; the message says why."""
 
 
-def _fernet(secret: str) -> Fernet:
-    if not secret:
-        raise LoginStateError("login state secret is empty")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"zaphub-login-state", info=b"fernet-v1").derive(
-        secret.encode("utf-8")
-    )
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def _multi_fernet(secrets: Sequence[str]) -> MultiFernet:
-    # A bare string is a sequence too: each character would silently become a key.
     if isinstance(secrets, (str, bytes)):
         raise TypeError("login state secrets must be a list of keys, newest first")
-    if not secrets:
+    if not secrets or not all(secrets):
         raise LoginStateError("no login state secret configured (SECRET_KEYS)")
-    return MultiFernet([_fernet(secret) for secret in secrets])
+    return multi_fernet(secrets, LOGIN_STATES)
 
 
 def _frame(token: bytes) -> bytes:
@@ -179,7 +168,7 @@ def reencrypt(blob: bytes, secrets: Sequence[str]) -> bytes | None:
     fernet = _multi_fernet(secrets)
     token = _token_of(blob)
     try:
-        _fernet(secrets[0]).decrypt(token)
+        fernet_for(secrets[0], LOGIN_STATES).decrypt(token)
         return None
     except InvalidToken:
         pass

@@ -13,6 +13,7 @@ import pytest
 
 from shared import login_state
 from shared.login_state import FORMAT_VERSION, MAGIC, LoginStateError, pack, unpack
+from shared.sealing import LOGIN_STATES, fernet_for
 
 SECRET = "unit-test-secret"
 KEYS = [SECRET]
@@ -39,7 +40,7 @@ def _frame(token: bytes) -> bytes:
 
 
 def _encrypt_tar(tar_bytes: bytes, secret: str = SECRET) -> bytes:
-    return _frame(login_state._fernet(secret).encrypt(zlib.compress(tar_bytes)))
+    return _frame(fernet_for(secret, LOGIN_STATES).encrypt(zlib.compress(tar_bytes)))
 
 
 def _tar_with(*members: tarfile.TarInfo, data: bytes = b"x") -> bytes:
@@ -140,14 +141,14 @@ def test_wrong_secret(tmp_path: Path) -> None:
 
 
 def test_valid_token_but_not_zlib(tmp_path: Path) -> None:
-    blob = _frame(login_state._fernet(SECRET).encrypt(b"definitely not zlib"))
+    blob = _frame(fernet_for(SECRET, LOGIN_STATES).encrypt(b"definitely not zlib"))
     with pytest.raises(LoginStateError, match="decompressed"):
         unpack(blob, tmp_path / "dst", KEYS)
 
 
 def test_truncated_zlib(tmp_path: Path) -> None:
     data = zlib.compress(b"a" * 10000)[:-6]
-    blob = _frame(login_state._fernet(SECRET).encrypt(data))
+    blob = _frame(fernet_for(SECRET, LOGIN_STATES).encrypt(data))
     with pytest.raises(LoginStateError, match="truncated|decompressed"):
         unpack(blob, tmp_path / "dst", KEYS)
 
