@@ -95,7 +95,9 @@ def emit(db: DbSession, session_id: str, event_type: str, payload: dict[str, Any
     return event
 
 
-def fan_out(db: DbSession, event: Event, endpoints: Iterable[WebhookEndpoint] | None = None) -> list[str]:
+def fan_out(
+    db: DbSession, event: Event, endpoints: Iterable[WebhookEndpoint] | None = None, *, replay: bool = False
+) -> list[str]:
     """One pending delivery of ``event`` per endpoint that wants it; their ids.
 
     Without ``endpoints``, every endpoint of the company that is not disabled (a paused
@@ -124,6 +126,7 @@ def fan_out(db: DbSession, event: Event, endpoints: Iterable[WebhookEndpoint] | 
             # and the sweep enqueues it again if that message never runs.
             enqueued_at=now,
             created_at=now,
+            replay=replay,
         )
         db.add(delivery)
         created.append(delivery)
