@@ -8,7 +8,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from shared.config import CONTROL_QUEUE, Settings, get_settings
+from shared.config import CONTROL_QUEUE, WEBHOOKS_QUEUE, Settings, get_settings
 
 
 def broker_settings(settings: Settings) -> dict[str, Any]:
@@ -56,9 +56,11 @@ worker_hijack_root_logger = False
 # A tick nobody consumed within its interval is dropped (the next tick replaces it),
 # so ticks do not pile up while no worker runs and then all run at once.
 beat_schedule = {
-    name: {"task": task, "schedule": interval, "options": {"expires": interval}}
-    for name, task, interval in (
-        ("cleanup", "zaphub.beat.cleanup", _settings.CLEANUP_INTERVAL),
-        ("sync", "zaphub.beat.sync", _settings.SYNC_INTERVAL),
+    name: {"task": task, "schedule": interval, "options": {"expires": interval, "queue": queue}}
+    for name, task, interval, queue in (
+        ("cleanup", "zaphub.beat.cleanup", _settings.CLEANUP_INTERVAL, CONTROL_QUEUE),
+        ("sync", "zaphub.beat.sync", _settings.SYNC_INTERVAL, CONTROL_QUEUE),
+        # Due webhook deliveries with no message on the broker (lost, flushed) are enqueued again.
+        ("webhook-sweep", "zaphub.webhook.sweep", _settings.WEBHOOK_SWEEP_INTERVAL, WEBHOOKS_QUEUE),
     )
 }

@@ -19,6 +19,7 @@ from shared.config import Settings, get_settings, set_settings
 from shared.db import CLIENT_DEADLINE_MARGIN
 from shared.jobs import CeleryPublisher
 from shared.secrets import require_secret_keys
+from shared.webhooks import dispatch as webhook_dispatch
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         },
     )
     celery = create_celery(settings)
+    webhook_dispatch.install(webhook_dispatch.celery_publisher(celery))
     app.extensions["zaphub"] = ZapHubState(
         settings=settings,
         publisher=CeleryPublisher(celery),

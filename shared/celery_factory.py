@@ -15,9 +15,13 @@ from shared.config import Settings
 WORKER_MODULES = ["workers.tasks", "workers.lifecycle"]
 
 
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app with the project's configuration and ``settings``' broker."""
-    celery = Celery("zaphub", include=WORKER_MODULES, set_as_current=False)
+def create_celery(settings: Settings, include: list[str] | None = None) -> Celery:
+    """A Celery app with the project's configuration and ``settings``' broker.
+
+    ``include`` names the task modules a worker of this app loads (by default the
+    session worker's).
+    """
+    celery = Celery("zaphub", include=WORKER_MODULES if include is None else include, set_as_current=False)
     celery.config_from_object("celeryconfig")
     celery.conf.update(broker_settings(settings))
     return celery

@@ -19,6 +19,8 @@ from shared.config import get_settings
 from shared.secrets import require_secret_keys
 from shared.services import workers as worker_services
 from shared.services.ownership import fail_interrupted_jobs
+from shared.webhooks import dispatch as webhook_dispatch
+from workers.celery_app import app as celery_app
 from workers.context import WorkerContext, current, install
 from workers.heartbeat import Periodic, start_background
 from workers.maintenance import reconcile
@@ -41,6 +43,8 @@ def on_worker_init(**_kwargs) -> None:
         ctx.register()
         ctx.start()
         install(ctx)
+        # The events this worker writes reach the webhook queue right after their commit.
+        webhook_dispatch.install(webhook_dispatch.celery_publisher(celery_app))
         interrupted = fail_interrupted_jobs(ctx.uow(), ctx.worker_id)
         if interrupted:
             log.warning("worker %s: %d interrupted jobs marked failed", ctx.worker_id, interrupted)

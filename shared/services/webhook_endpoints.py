@@ -136,7 +136,9 @@ def get_endpoint(uow: UnitOfWork, company_id: str, endpoint_id: str) -> WebhookE
         return _endpoint(uow, company_id, endpoint_id)
 
 
-def update_endpoint(uow: UnitOfWork, company_id: str, endpoint_id: str, changes: dict[str, Any]) -> WebhookEndpoint:
+def update_endpoint(
+    uow: UnitOfWork, company_id: str, endpoint_id: str, changes: dict[str, Any]
+) -> WebhookEndpoint:
     """Change url, event types, sessions, description or status (``active`` resumes it)."""
     if "url" in changes:
         vet_url(uow.settings, changes["url"])
@@ -157,7 +159,9 @@ def update_endpoint(uow: UnitOfWork, company_id: str, endpoint_id: str, changes:
                 endpoint.consecutive_failures = 0
         endpoint.updated_at = utcnow()
         uow.commit()
-    log.info("company %s: webhook endpoint %s changed (%s)", company_id, endpoint_id, ", ".join(sorted(changes)))
+    log.info(
+        "company %s: webhook endpoint %s changed (%s)", company_id, endpoint_id, ", ".join(sorted(changes))
+    )
     return endpoint
 
 
