@@ -89,6 +89,8 @@ class Settings:
     # The live stream: how often it looks for new events, and its keep-alive comment.
     EVENTS_STREAM_POLL_SECONDS: float = 1.0
     EVENTS_STREAM_HEARTBEAT_SECONDS: float = 15.0
+    # A stream ends after this long; the client reconnects with Last-Event-ID and misses nothing.
+    EVENTS_STREAM_MAX_SECONDS: float = 3600.0
     # Events (and their deliveries) older than this are purged by cleanup.
     EVENT_RETENTION_DAYS: int = 30
     TESTING: bool = False

@@ -62,15 +62,15 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Event | None]:
-    """Yield the company's events after ``after`` as they commit, forever.
+    """Yield the company's events after ``after`` as they commit, for ``EVENTS_STREAM_MAX_SECONDS``.
 
     ``None`` is yielded when ``EVENTS_STREAM_HEARTBEAT_SECONDS`` passed with no event,
     so the caller can keep the connection alive (and learn that the client left).
     A poll that fails (the database is away) is retried at the next interval.
     """
     types = list(types or [])
-    last_sent = clock()
-    while True:
+    started = last_sent = clock()
+    while clock() - started < settings.EVENTS_STREAM_MAX_SECONDS:
         batch: list[Event] = []
         try:
             with deadline(settings.DB_STATEMENT_TIMEOUT):

@@ -1,0 +1,193 @@
+"""Real parts for webhook tests and benchmarks: a local receiver, a webhook worker, beat.
+
+The receiver is an HTTP server on 127.0.0.1 that records every request (headers, body,
+arrival time) and answers with scripted status codes. The webhook worker and beat are
+the project's own processes (``python -m workers.webhooks``, ``celery beat``) on the
+run's database and Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings
+from tests.e2e.stack import wait_until
+
+# Fast clocks for webhook processes: a sweep every half second, lost messages re-sent after 2 s.
+WEBHOOK_ENV = {
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    "WEBHOOK_SWEEP_INTERVAL": "0.5",
+    "WEBHOOK_REQUEUE_SECONDS": "2",
+    "WEBHOOK_CONNECT_TIMEOUT": "1",
+    "WEBHOOK_READ_TIMEOUT": "2",
+    "WEBHOOK_CONCURRENCY": "8",
+}
+
+
+@dataclass
+class Received:
+    """One request the receiver got."""
+
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.time() on arrival
+    status: int
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A local webhook receiver: records requests, answers ``script`` codes in turn, then ``default``."""
+
+    default: int = 200
+    script: deque[int] = field(default_factory=deque)
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                with receiver._lock:
+                    status = receiver.script.popleft() if receiver.script else receiver.default
+                    receiver.requests.append(Received(dict(self.headers), body, time.time(), status))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(f"answered {status}".encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def answered(self, status: int = 200) -> list[Received]:
+        """The requests answered with ``status``."""
+        with self._lock:
+            return [r for r in self.requests if r.status == status]
+
+    def close(self) -> None:
+        """Stop listening: the port refuses connections from now on."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def webhook_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a webhook process on ``settings``' database and broker."""
+    return {
+        **os.environ,
+        **WEBHOOK_ENV,
+        "DATABASE_URL": settings.DATABASE_URL,
+        "REDIS_URL": settings.REDIS_URL,
+        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
+        "SECRET_KEY": settings.SECRET_KEY,
+        **(extra or {}),
+    }
+
+
+class ServiceProcess:
+    """A project process in its own process group, logging to a file."""
+
+    ready_marker = ""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        """Start it and wait for its ready line in the log."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.args} exited:\n{self.log_tail()}")
+            return self.ready_marker in self.log_path.read_text(errors="replace")[offset:]
+
+        wait_until(ready, timeout, message=f"{self.args[2]} to be ready")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: nothing is finished or acknowledged."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class WebhookWorker(ServiceProcess):
+    """``python -m workers.webhooks``."""
+
+    ready_marker = "ready."
+
+    def __init__(
+        self, settings: Settings, root: Path, env: dict[str, str] | None = None, name: str = "w"
+    ) -> None:
+        super().__init__(
+            [sys.executable, "-m", "workers.webhooks", f"--hostname=webhooks-{name}-{os.getpid()}@%h"],
+            webhook_env(settings, env),
+            root / f"webhook-worker-{name}.log",
+        )
+
+
+class Beat(ServiceProcess):
+    """``celery beat`` of the project (it ticks the webhook sweep every WEBHOOK_SWEEP_INTERVAL)."""
+
+    ready_marker = "beat: Starting"
+
+    def __init__(self, settings: Settings, root: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "beat",
+                f"--schedule={root / 'beat-schedule'}",
+                "--loglevel=INFO",
+            ],
+            # Only the sweep matters here: sync and cleanup tick rarely.
+            webhook_env(settings, {"SYNC_INTERVAL": "3600", "CLEANUP_INTERVAL": "3600", **(env or {})}),
+            root / "beat.log",
+        )
