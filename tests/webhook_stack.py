@@ -56,6 +56,7 @@ class Receiver:
     default: int = 200
     script: deque[int] = field(default_factory=deque)
     delay: float = 0.0
+    port: int = 0  # 0: a free one; a former receiver's port to come back where it was
     requests: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,12 +79,16 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def ids(self, status: int = 200) -> set[str]:
+        """The distinct ``webhook-id`` values answered with ``status``."""
+        return {r.headers["webhook-id"] for r in self.answered(status)}
 
     def answered(self, status: int = 200) -> list[Received]:
         """The requests answered with ``status``."""

@@ -87,7 +87,9 @@ def claim(uow: UnitOfWork, delivery_id: str) -> Claimed | None:
     """Take the delivery for one attempt, or ``None`` (not due, taken, finished, endpoint not active)."""
     settings = uow.settings
     now = utcnow()
-    hold = settings.WEBHOOK_CONNECT_TIMEOUT + 2 * settings.WEBHOOK_READ_TIMEOUT + 30
+    # Longer than any attempt can take (connect, a slow answer, a bounded body read); a
+    # claim that outlives its attempt only delays a retry.
+    hold = 2 * (settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT) + 5
     with uow:
         taken = uow.db.execute(
             update(WebhookDelivery)
