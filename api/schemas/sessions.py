@@ -136,6 +136,10 @@ class CleanupPreviewSchema(Schema):
     beat_jobs_purged = fields.Integer(
         dump_only=True, metadata={"description": "beat runs that changed nothing, past their retention"}
     )
+    events_purged = fields.Integer(
+        dump_only=True,
+        metadata={"description": "events older than EVENT_RETENTION_DAYS, with their deliveries"},
+    )
 
 
 class QrSchema(Schema):

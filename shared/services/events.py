@@ -69,7 +69,8 @@ def emit(db: DbSession, session_id: str, event_type: str, payload: dict[str, Any
     seq, company_id, name = db.execute(
         update(WhatsappSession)
         .where(WhatsappSession.id == session_id)
-        .values(event_seq=WhatsappSession.event_seq + 1)
+        # Numbering an event is not a change of the session: updated_at (retention) stays.
+        .values(event_seq=WhatsappSession.event_seq + 1, updated_at=WhatsappSession.updated_at)
         .returning(WhatsappSession.event_seq, WhatsappSession.company_id, WhatsappSession.name)
         .execution_options(synchronize_session=False)
     ).one()

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings
 from shared.jobs import JobKind, JobPublisher, JobStatus
-from shared.models import Company, Job, WhatsappSession, utcnow
+from shared.models import Company, Event, Job, WhatsappSession, utcnow
 from shared.services import events
 from shared.services.jobs import enqueue
 from shared.statuses import SessionStatus
@@ -34,6 +34,9 @@ class CleanupPlan:
     stale_qr_sessions: list[WhatsappSession] = field(default_factory=list)
     # Ids of beat runs that changed nothing, past their retention.
     beat_job_ids: list[str] = field(default_factory=list)
+    # Events older than EVENT_RETENTION_DAYS (their deliveries and attempts go with them).
+    old_events: int = 0
+    event_cutoff: datetime | None = None
 
     def metrics(self) -> dict[str, Any]:
         """Counts and names, suitable for a job result or a dry-run answer."""
@@ -43,6 +46,7 @@ class CleanupPlan:
             "stale_jobs": len(self.stale_jobs),
             "stale_qr_codes": len(self.stale_qr_sessions),
             "beat_jobs_purged": len(self.beat_job_ids),
+            "events_purged": self.old_events,
         }
 
 
@@ -83,7 +87,15 @@ def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> C
             Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff
         )
     )
-    return CleanupPlan(list(purge), list(stale_jobs), list(stale_qr), list(beat_jobs))
+    event_cutoff = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    old_events = db.scalar(
+        _scoped(select(func.count()).select_from(Event), Event, company_id).where(
+            Event.created_at < event_cutoff
+        )
+    )
+    return CleanupPlan(
+        list(purge), list(stale_jobs), list(stale_qr), list(beat_jobs), old_events or 0, event_cutoff
+    )
 
 
 def cleanup_preview(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
@@ -165,6 +177,10 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
             )
         if plan.beat_job_ids:
             uow.db.execute(delete(Job).where(Job.id.in_(plan.beat_job_ids)))
+        if plan.old_events:
+            uow.db.execute(
+                _scoped(delete(Event), Event, company_id).where(Event.created_at < plan.event_cutoff)
+            )
         if plan.stale_qr_sessions:
             uow.db.execute(
                 update(WhatsappSession)

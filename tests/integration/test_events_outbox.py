@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shared.models import Event, Message, WhatsappSession
 from shared.services import events, inbox, outbox, session_events
@@ -155,3 +155,33 @@ def test_concurrent_writers_leave_no_gap_and_ids_follow_each_session(settings, t
         # In id order, each session's numbers run 1..100 and its payloads in write order.
         assert [e.seq for e in mine] == list(range(1, 101))
         assert [e.payload_dict["qr"] for e in mine] == [str(n) for n in range(100)]
+
+
+def test_cleanup_reports_purged_sessions_and_drops_events_past_retention(settings, tenant, other_tenant):
+    from datetime import timedelta
+
+    from shared.models import utcnow
+    from shared.services import maintenance
+
+    old = utcnow() - timedelta(days=400)
+    with UnitOfWork(settings) as uow:
+        gone = WhatsappSession(company_id=tenant.company_id, name="gone", is_active=False, updated_at=old)
+        theirs = WhatsappSession(company_id=other_tenant.company_id, name="theirs")
+        uow.db.add_all([gone, theirs])
+        uow.commit()
+        gone_id, theirs_id = gone.id, theirs.id
+    for session_id in (gone_id, theirs_id):
+        with UnitOfWork(settings) as uow:
+            events.emit(uow.db, session_id, events.SESSION_QR, {"qr": "old"})
+            uow.db.flush()
+            uow.db.execute(update(Event).values(created_at=old))
+            uow.commit()
+    result = maintenance.apply_cleanup(UnitOfWork(settings), tenant.company_id)
+    assert result["sessions_to_purge"] == 1 and result["events_purged"] == 1
+    found = stored(settings)
+    # The other company's old event is not this company's to purge; the purge itself is news.
+    assert sorted((e.session_id, e.type) for e in found) == sorted(
+        [(theirs_id, "session.qr"), (gone_id, "session.removed")]
+    )
+    removed = next(e for e in found if e.type == "session.removed")
+    assert removed.payload_dict == {"purged": True, "reason": "cleanup"} and removed.seq == 2
