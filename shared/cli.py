@@ -12,7 +12,7 @@ from shared.errors import ZapHubError
 from shared.migrate import upgrade
 from shared.secrets import SecretKeyError, generate_key, require_secret_keys
 from shared.services import accounts
-from shared.services.key_rotation import rotate_login_states
+from shared.services.key_rotation import rotate_login_states, rotate_webhook_secrets
 from shared.uow import UnitOfWork
 
 
@@ -118,9 +118,9 @@ def keys_generate() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--dry-run", is_flag=True, help="count what would be re-encrypted; write nothing")
 def keys_rotate(batch_size: int, dry_run: bool) -> None:
-    """Re-encrypt every stored login state with the first key of SECRET_KEYS.
+    """Re-encrypt every stored login state and webhook secret with the first key of SECRET_KEYS.
 
-    Exits 1 if some login state cannot be decrypted by any configured key.
+    Exits 1 if something stored cannot be decrypted by any configured key.
     """
     settings = get_settings()
     try:
@@ -134,8 +134,13 @@ def keys_rotate(batch_size: int, dry_run: bool) -> None:
     click.echo(f"already current: {report.current}")
     click.echo(f"saved by a worker meanwhile (left alone): {report.changed_meanwhile}")
     click.echo(f"failed (no key decrypts them): {len(report.failed)}")
+    hooks = rotate_webhook_secrets(settings, secret_keys, dry_run=dry_run)
+    click.echo(f"webhook secrets {done}: {hooks.reencrypted}, already current: {hooks.current}")
     if report.failed:
         click.echo(f"error: login states no key decrypts: {', '.join(report.failed)}", err=True)
+    if hooks.failed:
+        click.echo(f"error: webhook secrets no key decrypts: {', '.join(hooks.failed)}", err=True)
+    if report.failed or hooks.failed:
         sys.exit(1)
 
 

@@ -1,10 +1,14 @@
-"""Re-encrypting every stored login state with the newest key (``zaphub keys rotate``).
+"""Re-encrypting what is stored with the newest key (``zaphub keys rotate``).
+
+Login states:
 
 Rows are read in batches by id; archives are re-encrypted outside any transaction
 (they can be megabytes each) and written back only if the row's
 ``auth_state_updated_at`` is still what was read, so a fresher save by a worker is
 never overwritten. Such a row was written with the worker's own keys and is left
 alone; running the command again picks it up if it still needs it.
+
+Webhook signing secrets are small and few: they are re-encrypted in one transaction.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 
 from shared.config import Settings
 from shared.login_state import LoginStateError, reencrypt
-from shared.models import WhatsappSession
+from shared.models import WebhookEndpoint, WhatsappSession
+from shared.sealing import WEBHOOK_SECRETS, fernet_for, multi_fernet
 from shared.uow import UnitOfWork
 
 
@@ -92,3 +98,41 @@ def _write_back(settings: Settings, pending: list[_Pending], report: RotationRep
             else:
                 report.changed_meanwhile += 1
         uow.commit()
+
+
+def rotate_webhook_secrets(settings: Settings, keys: Sequence[str], dry_run: bool = False) -> RotationReport:
+    """Re-encrypt every endpoint's signing secrets (current and previous) with ``keys[0]``.
+
+    Endpoints are few per company; each is re-encrypted under its row lock, so a
+    concurrent secret rotation is either before (and re-encrypted) or after (and
+    already encrypted with the newest key).
+    """
+    report = RotationReport()
+    box = multi_fernet(keys, WEBHOOK_SECRETS)
+    newest = fernet_for(keys[0], WEBHOOK_SECRETS)
+    with UnitOfWork(settings) as uow:
+        for endpoint in uow.db.scalars(
+            select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update()
+        ):
+            try:
+                tokens = [endpoint.secret, endpoint.previous_secret]
+                if all(token is None or _opens(newest, token) for token in tokens):
+                    report.current += 1
+                    continue
+                endpoint.secret = box.rotate(endpoint.secret.encode()).decode()
+                if endpoint.previous_secret:
+                    endpoint.previous_secret = box.rotate(endpoint.previous_secret.encode()).decode()
+                report.reencrypted += 1
+            except InvalidToken:
+                report.failed.append(endpoint.id)
+        if not dry_run:
+            uow.commit()
+    return report
+
+
+def _opens(fernet: Fernet, token: str) -> bool:
+    try:
+        fernet.decrypt(token.encode())
+        return True
+    except InvalidToken:
+        return False

@@ -137,3 +137,23 @@ def test_rotate_refuses_without_a_key(settings):
 def test_generate_prints_a_fresh_key(settings):
     first, second = (_zaphub(["keys", "generate"], settings, "").stdout.strip() for _ in range(2))
     assert len(first) >= 40 and first != second
+
+
+def test_rotate_reencrypts_webhook_secrets_which_go_on_signing(settings, tenant):
+    from shared.models import WebhookEndpoint
+    from shared.sealing import unseal
+    from shared.services import webhook_endpoints
+
+    old = settings.with_overrides(SECRET_KEYS=OLD, SECRET_KEY="", WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+    created = webhook_endpoints.create_endpoint(UnitOfWork(old), tenant.company_id, url="http://127.0.0.1:9/")
+    rotated = webhook_endpoints.rotate_secret(UnitOfWork(old), tenant.company_id, created.id, 600)
+    done = _zaphub(["keys", "rotate"], settings, f"{NEW},{OLD}")
+    assert done.returncode == 0, done.stderr
+    assert "webhook secrets re-encrypted: 1, already current: 0" in done.stdout
+    new_only = settings.with_overrides(SECRET_KEYS=NEW, SECRET_KEY="")
+    with UnitOfWork(settings) as uow:
+        endpoint = uow.db.get(WebhookEndpoint, created.id)
+        assert unseal(new_only, endpoint.secret) == rotated.secret
+        assert unseal(new_only, endpoint.previous_secret) == created.secret
+    again = _zaphub(["keys", "rotate"], settings, f"{NEW},{OLD}")
+    assert "webhook secrets re-encrypted: 0, already current: 1" in again.stdout
