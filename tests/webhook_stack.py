@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
-from tests.e2e.stack import wait_until
+from tests.e2e.stack import ServiceProcess, service_env
 
 # Fast clocks for webhook processes: a sweep every half second, lost messages re-sent after 2 s.
 WEBHOOK_ENV = {
@@ -79,7 +77,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            # A listen backlog like a real receiver's: many deliveries connect at once.
+            request_queue_size = 256
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/hook"
@@ -103,61 +105,7 @@ class Receiver:
 
 def webhook_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a webhook process on ``settings``' database and broker."""
-    return {
-        **os.environ,
-        **WEBHOOK_ENV,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
-        "SECRET_KEY": settings.SECRET_KEY,
-        **(extra or {}),
-    }
-
-
-class ServiceProcess:
-    """A project process in its own process group, logging to a file."""
-
-    ready_marker = ""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.args, self.env, self.log_path = args, env, log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> ServiceProcess:
-        """Start it and wait for its ready line in the log."""
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.args} exited:\n{self.log_tail()}")
-            return self.ready_marker in self.log_path.read_text(errors="replace")[offset:]
-
-        wait_until(ready, timeout, message=f"{self.args[2]} to be ready")
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: nothing is finished or acknowledged."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+    return service_env(settings, {**WEBHOOK_ENV, **(extra or {})})
 
 
 class WebhookWorker(ServiceProcess):
@@ -172,27 +120,4 @@ class WebhookWorker(ServiceProcess):
             [sys.executable, "-m", "workers.webhooks", f"--hostname=webhooks-{name}-{os.getpid()}@%h"],
             webhook_env(settings, env),
             root / f"webhook-worker-{name}.log",
-        )
-
-
-class Beat(ServiceProcess):
-    """``celery beat`` of the project (it ticks the webhook sweep every WEBHOOK_SWEEP_INTERVAL)."""
-
-    ready_marker = "beat: Starting"
-
-    def __init__(self, settings: Settings, root: Path, env: dict[str, str] | None = None) -> None:
-        super().__init__(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "beat",
-                f"--schedule={root / 'beat-schedule'}",
-                "--loglevel=INFO",
-            ],
-            # Only the sweep matters here: sync and cleanup tick rarely.
-            webhook_env(settings, {"SYNC_INTERVAL": "3600", "CLEANUP_INTERVAL": "3600", **(env or {})}),
-            root / "beat.log",
         )

@@ -71,19 +71,17 @@ class WorkerProcess:
         self.settings = settings
         self.sessions_dir = root / f"sessions-{worker_id}"
         self.log_path = root / f"worker-{worker_id}.log"
-        self.env = {
-            **os.environ,
-            **WORKER_ENV,
-            "DATABASE_URL": settings.DATABASE_URL,
-            "REDIS_URL": settings.REDIS_URL,
-            "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
-            "SECRET_KEY": settings.SECRET_KEY,
-            "WORKER_ID": worker_id,
-            "WORKER_CAPACITY": str(capacity),
-            "SESSIONS_DIR": str(self.sessions_dir),
-            "WA_WEB_URL": wa_url,
-            **(env or {}),  # a test's own settings, e.g. a short republish threshold
-        }
+        self.env = service_env(
+            settings,
+            {
+                **WORKER_ENV,
+                "WORKER_ID": worker_id,
+                "WORKER_CAPACITY": str(capacity),
+                "SESSIONS_DIR": str(self.sessions_dir),
+                "WA_WEB_URL": wa_url,
+                **(env or {}),  # a test's own settings, e.g. a short republish threshold
+            },
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> WorkerProcess:
@@ -140,3 +138,83 @@ class WorkerProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def service_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a project process on ``settings``' database and broker."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.DATABASE_URL,
+        "REDIS_URL": settings.REDIS_URL,
+        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
+        "SECRET_KEY": settings.SECRET_KEY,
+        **(extra or {}),
+    }
+
+
+class ServiceProcess:
+    """A project process in its own process group, logging to a file."""
+
+    ready_marker = ""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        """Start it and wait for its ready line in the log."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.args} exited:\n{self.log_tail()}")
+            return self.ready_marker in self.log_path.read_text(errors="replace")[offset:]
+
+        wait_until(ready, timeout, message=f"{self.args[2]} to be ready")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: nothing is finished or acknowledged."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Beat(ServiceProcess):
+    """The project's ``celery beat``; sync and cleanup tick rarely unless ``env`` says otherwise."""
+
+    ready_marker = "beat: Starting"
+
+    def __init__(self, settings: Settings, root: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "beat",
+                f"--schedule={root / 'beat-schedule'}",
+                "--loglevel=INFO",
+            ],
+            service_env(settings, {"SYNC_INTERVAL": "3600", "CLEANUP_INTERVAL": "3600", **(env or {})}),
+            root / "beat.log",
+        )

@@ -19,10 +19,10 @@ from shared.config import set_settings
 from shared.services import events
 from shared.uow import UnitOfWork
 from tests.conftest import REDIS_URL
-from tests.e2e.stack import wait_until
+from tests.e2e.stack import Beat, wait_until
 from tests.e2e.test_session_life import link_session
 from tests.integration.test_messages_store import make_linked
-from tests.webhook_stack import Beat, Receiver, WebhookWorker
+from tests.webhook_stack import WEBHOOK_ENV, Receiver, WebhookWorker
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_nothing_is_lost_when_the_worker_is_killed_and_redis_flushed(
     assert flushed > 0
     received_before = len(receiver.ids())
     assert received_before < len(ids)
-    start(processes, Beat(settings, tmp_path))
+    start(processes, Beat(settings, tmp_path, WEBHOOK_ENV))
     start(processes, WebhookWorker(settings, tmp_path, name="second"))
     wait_until(lambda: receiver.ids() >= ids, 90, message="every event after the kill and the flush")
 
@@ -148,6 +148,7 @@ def test_a_thousand_events_of_ten_sessions_arrive_numbered_without_gaps(
     receiver = Receiver()
     receivers.append(receiver)
     register(api, receiver)
+    start(processes, Beat(settings, tmp_path, WEBHOOK_ENV))  # retries that wait past a countdown
     start(processes, WebhookWorker(settings, tmp_path, {"WEBHOOK_CONCURRENCY": "16"}))
     token = make_linked(settings, tenant.company_id, "s0").token
     sessions = [make_linked(settings, tenant.company_id, f"t{n}", token).id for n in range(10)]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 from sqlalchemy import select
@@ -14,39 +10,9 @@ from shared.celery_factory import create_celery
 from shared.models import Job
 from shared.services import maintenance
 from shared.uow import UnitOfWork
-from tests.e2e.stack import WORKER_ENV, wait_until
+from tests.e2e.stack import WORKER_ENV, Beat, wait_until
 
 TICK = 0.5  # beat's sync interval here, so ticks come fast
-
-
-def start_beat(settings, tmp_path) -> subprocess.Popen:
-    """A real ``celery beat`` on the private broker, ticking a sync every TICK seconds."""
-    env = {
-        **os.environ,
-        **WORKER_ENV,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "SYNC_INTERVAL": str(TICK),
-    }
-    with open(tmp_path / "beat.log", "ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "beat",
-                f"--schedule={tmp_path / 'beat-schedule'}",
-                "--loglevel=INFO",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def beat_jobs(settings) -> list[Job]:
@@ -64,12 +30,12 @@ def test_item_2_beat_ticks_expire_and_noop_beat_rows_are_purged(
     start_worker, settings, private_redis, tmp_path
 ):
     broker = private_redis.client()
-    beat = start_beat(settings, tmp_path)
+    # A real beat on the private broker, ticking a sync every TICK seconds.
+    beat = Beat(settings, tmp_path, {**WORKER_ENV, "SYNC_INTERVAL": str(TICK)}).start()
     try:
         wait_until(lambda: broker.llen("control") >= 4, 30, message="beat ticks while no worker runs")
     finally:
-        os.killpg(beat.pid, signal.SIGTERM)
-        beat.wait(10)
+        beat.stop()
     start_worker("w1", env={"BEAT_NOOP_RETENTION_SECONDS": "1"})
     wait_until(lambda: broker.llen("control") == 0, 20, message="the stale ticks to be consumed")
     time.sleep(1)
