@@ -8,32 +8,22 @@ encrypt login states (``shared.secrets``).
 
 from __future__ import annotations
 
-import sys
-
 from shared.config import CONTROL_QUEUE, get_settings
-from shared.secrets import SecretKeyError, require_secret_keys
 from workers.celery_app import app
+from workers.launch import run_worker
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the worker; extra arguments go to ``celery worker``."""
     settings = get_settings()
-    try:
-        require_secret_keys(settings)
-    except SecretKeyError as exc:
-        sys.exit(f"zaphub worker: {exc}")
-    args = [
-        "worker",
-        f"--hostname={settings.WORKER_ID}@%h",
-        f"--queues={settings.worker_queue},{CONTROL_QUEUE}",
-        "--pool=threads",
-        "--concurrency=8",
-        "--loglevel=INFO",
-        "--without-mingle",
-        "--without-gossip",
-        *(sys.argv[1:] if argv is None else argv),
-    ]
-    app.worker_main(args)
+    run_worker(
+        app,
+        "zaphub worker",
+        hostname=f"{settings.WORKER_ID}@%h",
+        queues=[settings.worker_queue, CONTROL_QUEUE],
+        concurrency=8,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -7,32 +7,22 @@ refuses to start without them, like the session workers.
 
 from __future__ import annotations
 
-import sys
-
 from shared.config import WEBHOOKS_QUEUE, get_settings
-from shared.secrets import SecretKeyError, require_secret_keys
+from workers.launch import run_worker
 from workers.webhook_app import app
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the webhook worker; extra arguments go to ``celery worker``."""
     settings = get_settings()
-    try:
-        require_secret_keys(settings)
-    except SecretKeyError as exc:
-        sys.exit(f"zaphub webhook worker: {exc}")
-    args = [
-        "worker",
-        f"--hostname=webhooks-{settings.WORKER_ID}@%h",
-        f"--queues={WEBHOOKS_QUEUE}",
-        "--pool=threads",
-        f"--concurrency={settings.WEBHOOK_CONCURRENCY}",
-        "--loglevel=INFO",
-        "--without-mingle",
-        "--without-gossip",
-        *(sys.argv[1:] if argv is None else argv),
-    ]
-    app.worker_main(args)
+    run_worker(
+        app,
+        "zaphub webhook worker",
+        hostname=f"webhooks-{settings.WORKER_ID}@%h",
+        queues=[WEBHOOKS_QUEUE],
+        concurrency=settings.WEBHOOK_CONCURRENCY,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ are written in the same transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session as DbSession
 
 from shared.models import WhatsappSession, utcnow
 from shared.services import events
@@ -78,9 +80,13 @@ def apply_event(
     changes = event_changes(event, payload)
     if changes is None:
         return False
-    qr = {"qr": payload["qr"]} if event == "qr" else None
+
+    def qr_event(db: DbSession) -> None:
+        if event == "qr":
+            events.emit(db, session_id, events.SESSION_QR, {"qr": payload["qr"]})
+
     applied = _write_fenced(
-        uow, session_id, worker_id, epoch, lease_token, changes, payload.get("reason") or event, qr
+        uow, session_id, worker_id, epoch, lease_token, changes, payload.get("reason") or event, qr_event
     )
     if applied:
         log.info(
@@ -122,9 +128,9 @@ def _write_fenced(
     lease_token: str,
     changes: dict[str, Any],
     reason: str,
-    qr: dict[str, Any] | None = None,
+    then: Callable[[DbSession], None] | None = None,
 ) -> bool:
-    """Apply ``changes`` under the fence, with the events they make, in one transaction."""
+    """Apply ``changes`` under the fence, with the status event and ``then``'s, in one transaction."""
     with uow:
         held = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
         if held is None:
@@ -136,8 +142,8 @@ def _write_fenced(
             .execution_options(synchronize_session=False)
         )
         events.status_change(uow.db, session_id, held.status, changes["status"], reason)
-        if qr is not None:
-            events.emit(uow.db, session_id, events.SESSION_QR, qr)
+        if then is not None:
+            then(uow.db)
         uow.commit()
     return True
 
@@ -168,23 +174,15 @@ def deactivate(
     uow: UnitOfWork, session_id: str, worker_id: str, epoch: int, purge: bool, *, lease_token: str
 ) -> bool:
     """After a remove: mark the row inactive and stopped, or delete it when purging."""
-    with uow:
-        # The fence both checks ownership and locks the row for the events and the delete.
-        held = hold_fence(uow.db, session_id, worker_id, epoch, lease_token)
-        if held is None:
-            return False
-        uow.db.execute(
-            update(WhatsappSession)
-            .where(WhatsappSession.id == session_id)
-            .values(is_active=False, status=SessionStatus.DISCONNECTED.value, qr_code=None)
-            .execution_options(synchronize_session=False)
-        )
-        events.status_change(uow.db, session_id, held.status, SessionStatus.DISCONNECTED.value, "removed")
-        events.emit(uow.db, session_id, events.SESSION_REMOVED, {"purged": purge, "reason": "removed"})
+
+    def removed(db: DbSession) -> None:
+        events.emit(db, session_id, events.SESSION_REMOVED, {"purged": purge, "reason": "removed"})
         if purge:
-            uow.db.execute(delete(WhatsappSession).where(WhatsappSession.id == session_id))
-        uow.commit()
-    return True
+            db.execute(delete(WhatsappSession).where(WhatsappSession.id == session_id))
+
+    # The fence both checks ownership and locks the row for the events and the delete.
+    changes = {"is_active": False, "status": SessionStatus.DISCONNECTED.value, "qr_code": None}
+    return _write_fenced(uow, session_id, worker_id, epoch, lease_token, changes, "removed", removed)
 
 
 def session_snapshot(uow: UnitOfWork, session_id: str) -> WhatsappSession | None:
