@@ -4,6 +4,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.schemas.fields import UtcDateTime
 from api.schemas.jobs import JobSchema
+from api.schemas.pagination import PageSchema
 from shared.validation import (
     IDEMPOTENCY_KEY_RE,
     IDEMPOTENCY_KEY_RULE,
@@ -133,17 +134,9 @@ class ChatSchema(Schema):
     contact = fields.Nested(ContactSchema, dump_only=True, allow_none=True)
 
 
-def _pages(page) -> int:
-    return -(-page.total // page.per_page)
-
-
-class ChatPageSchema(Schema):
+class ChatPageSchema(PageSchema):
     items = fields.List(fields.Nested(ChatSchema), dump_only=True)
-    total = fields.Integer(dump_only=True)
-    page = fields.Integer(dump_only=True)
-    per_page = fields.Integer(dump_only=True)
-    pages = fields.Function(_pages, dump_only=True)
 
 
-class ContactPageSchema(ChatPageSchema):
+class ContactPageSchema(PageSchema):
     items = fields.List(fields.Nested(ContactSchema), dump_only=True)

@@ -1,4 +1,4 @@
-"""Page-number pagination arguments shared by every paginated list."""
+"""Page-number pagination shared by every paginated list: its arguments and its answer."""
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -17,3 +17,12 @@ class PageArgsSchema(Schema):
             raise ValidationError(
                 f"page is too far: pages may start at most {MAX_LIST_OFFSET} rows in", "page"
             )
+
+
+class PageSchema(Schema):
+    """The answer's page fields; a list's schema adds its ``items``."""
+
+    total = fields.Integer(dump_only=True)
+    page = fields.Integer(dump_only=True)
+    per_page = fields.Integer(dump_only=True)
+    pages = fields.Function(lambda p: -(-p.total // p.per_page), dump_only=True)

@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.schemas.fields import StrictBoolean, UtcDateTime
 from api.schemas.jobs import JobSchema
-from api.schemas.pagination import PageArgsSchema
+from api.schemas.pagination import PageArgsSchema, PageSchema
 from shared.statuses import SessionStatus
 from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
 
@@ -72,12 +72,8 @@ class SessionWithJobSchema(SessionSchema):
     job = fields.Nested(JobSchema, dump_only=True, allow_none=True)
 
 
-class SessionPageSchema(Schema):
+class SessionPageSchema(PageSchema):
     items = fields.List(fields.Nested(SessionSchema), dump_only=True)
-    total = fields.Integer(dump_only=True)
-    page = fields.Integer(dump_only=True)
-    per_page = fields.Integer(dump_only=True)
-    pages = fields.Function(lambda p: -(-p.total // p.per_page), dump_only=True)
 
 
 class WorkerSchema(Schema):

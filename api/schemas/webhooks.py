@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.schemas.events import EventSchema, ulid_rule
 from api.schemas.fields import UtcDateTime
-from api.schemas.pagination import PageArgsSchema
+from api.schemas.pagination import PageArgsSchema, PageSchema
 from api.schemas.sessions import NAME_RULE
 from shared.services.events import EVENT_TYPES
 from shared.services.webhook_endpoints import DELIVERY_FILTERS, STATUSES
@@ -124,12 +124,8 @@ class DeliveryListArgsSchema(PageArgsSchema):
     )
 
 
-class DeliveryPageSchema(Schema):
+class DeliveryPageSchema(PageSchema):
     items = fields.List(fields.Nested(DeliverySchema), dump_only=True)
-    total = fields.Integer(dump_only=True)
-    page = fields.Integer(dump_only=True)
-    per_page = fields.Integer(dump_only=True)
-    pages = fields.Function(lambda p: -(-p.total // p.per_page), dump_only=True)
 
 
 class ReplaySchema(Schema):
