@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import zlib
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared import login_state
 from shared.config import Settings
@@ -67,8 +71,14 @@ def test_an_old_archive_opens_with_new_and_old_keys(tmp_path: Path) -> None:
 
 
 def test_an_archive_of_the_first_format_still_opens_after_rotation(tmp_path: Path) -> None:
-    # Version 1 archives written before key lists existed: one HKDF-derived Fernet key.
-    token = login_state._fernet(OLD).encrypt(zlib.compress(login_state._build_tar(_profile(tmp_path / "s"))))
+    # Version 1 archives written before key lists existed: one HKDF-derived Fernet key,
+    # derived here as it always was (not through the module), so the derivation cannot drift.
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"zaphub-login-state", info=b"fernet-v1").derive(
+        OLD.encode()
+    )
+    token = Fernet(base64.urlsafe_b64encode(key)).encrypt(
+        zlib.compress(login_state._build_tar(_profile(tmp_path / "s")))
+    )
     archive = login_state._frame(token)
     assert archive[4] == 1
     verify(archive, [NEW, OLD])
