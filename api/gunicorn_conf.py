@@ -1,13 +1,32 @@
 """gunicorn settings of the ``web`` process (``gunicorn -c python:api.gunicorn_conf``).
 
 The bind address and the app stay on the command line (see the Procfile).
+
+Why gevent workers: ``GET /events/stream`` keeps a connection open for as long as the
+client listens (up to ``EVENTS_STREAM_MAX_SECONDS``). On a threaded worker each
+stream would hold one of a handful of threads, so a few dashboards would starve
+every other request. On gevent each connection is a greenlet: an SSE client costs
+a greenlet that sleeps between outbox polls, and ``worker_connections`` of them share
+one process. Database waits yield too: psycopg2 runs through the wait callback of
+``shared.db``, which waits with ``select()`` - made cooperative by gevent's
+monkey-patching, so a slow query blocks only its own greenlet. Redis (Celery
+publishing, the broker ping) goes through patched sockets, and the threads ``/health``
+starts become greenlets.
+
+gunicorn's gevent worker monkey-patches in the forked worker, after the master has
+imported the worker class - and with it the whole ``api`` package (``python:`` configs
+and the worker live in it). Module-level thread objects are therefore made unpatched:
+the modules that have some make them on first use or use context variables
+(``shared.db``, ``shared.services.health``, ``shared.webhooks.dispatch``), and
+``tests/faults/test_event_stream_serving.py`` runs this config for real.
 """
 
 workers = 2
-threads = 4
-# gthread, with gunicorn's own error pages (bad request line, header too large) in
+# Concurrent connections (SSE streams included) per worker.
+worker_connections = 1000
+# gevent, with gunicorn's own error pages (bad request line, header too large) in
 # the API's JSON error shape.
-worker_class = "api.gunicorn_worker.JsonErrorWorker"
+worker_class = "api.gunicorn_worker.JsonErrorGeventWorker"
 accesslog = "-"
 # One default control socket path per user: a second instance on the machine (or a
 # test run) would take it over. Older gunicorn versions ignore this setting.

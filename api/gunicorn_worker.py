@@ -1,9 +1,15 @@
-"""gunicorn's threaded worker, answering the errors gunicorn raises itself in JSON.
+"""gunicorn workers (gevent and threaded) answering the errors gunicorn raises itself in JSON.
 
 Requests gunicorn cannot parse (a request line or header too long or malformed, a
 bad chunk) never reach the app; gunicorn answers them with an HTML page. This worker
 lets gunicorn decide the status, the message and the logging as usual, catches the
 page on its way out and sends the API's JSON error shape instead.
+
+:class:`JsonErrorGeventWorker` is the one the ``web`` process runs (see
+``api.gunicorn_conf``); :class:`JsonErrorWorker` is the same on ``gthread``. The gevent
+one is built on first access: importing gevent's worker module here would make every
+user of this module (the gthread worker included) need gevent, and gunicorn's master
+imports the worker class before forking.
 """
 
 from __future__ import annotations
@@ -57,8 +63,10 @@ def json_error_page(page: bytes) -> bytes:
     return (head + body).encode("latin-1")
 
 
-class JsonErrorWorker(ThreadWorker):
-    """The ``gthread`` worker with JSON bodies on gunicorn's own error responses."""
+class JsonErrorMixin:
+    """JSON bodies on gunicorn's own error responses, for any gunicorn worker class."""
+
+    log: Any
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         """Let gunicorn handle ``exc`` as usual, then send its answer as JSON."""
@@ -70,3 +78,28 @@ class JsonErrorWorker(ThreadWorker):
             util.write_nonblock(client, json_error_page(catcher.written))
         except Exception:  # the client is gone: nothing left to tell it
             self.log.debug("Failed to send error message.")
+
+
+class JsonErrorWorker(JsonErrorMixin, ThreadWorker):
+    """The ``gthread`` worker with JSON bodies on gunicorn's own error responses."""
+
+
+def _gevent_worker() -> type:
+    # Imported here, not at the top: see the module docstring. Importing it patches
+    # nothing; GeventWorker.init_process monkey-patches, in the forked worker only.
+    from gunicorn.workers.ggevent import GeventWorker
+
+    class JsonErrorGeventWorker(JsonErrorMixin, GeventWorker):
+        """The ``gevent`` worker with JSON bodies on gunicorn's own error responses."""
+
+    JsonErrorGeventWorker.__module__ = __name__
+    JsonErrorGeventWorker.__qualname__ = "JsonErrorGeventWorker"
+    return JsonErrorGeventWorker
+
+
+def __getattr__(name: str) -> Any:
+    """``JsonErrorGeventWorker``, built (and kept) on first access."""
+    if name == "JsonErrorGeventWorker":
+        worker = globals()[name] = _gevent_worker()
+        return worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,10 +14,10 @@ tell "every worker went silent" apart from "I could not see anyone for a while".
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -53,7 +53,13 @@ def normalize_url(url: str) -> str:
 
 
 # ------------------------------------------------------------ client-side deadline
-_local = threading.local()
+# Per thread, per greenlet (greenlet gives each its own context) and per asyncio task.
+# Context variables rather than a ``threading.local``: under gunicorn's gevent worker
+# this module is imported by the master before the worker monkey-patches, and a
+# ``threading.local`` made then stays one per OS thread, shared by every greenlet:
+# one request's budget would cut (or, restored out of order, outlive) another's.
+_budget_end: contextvars.ContextVar[float | None] = contextvars.ContextVar("db_budget_end", default=None)
+_operation: contextvars.ContextVar[float | None] = contextvars.ContextVar("db_operation", default=None)
 _limits = {"connect": 3.0, "statement": 6.0}
 # A pre-ping is a "SELECT 1": a server that cannot answer it this fast is not answering.
 PING_DEADLINE = 1.0
@@ -68,29 +74,29 @@ _SESSION_STATUSES = frozenset(
 
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
-    """Give every PostgreSQL round trip of this thread in the block ``seconds`` in total.
+    """Give every PostgreSQL round trip of this thread (greenlet) in the block ``seconds`` in total.
 
     Connecting, pinging and querying all draw on the same budget, so a caller such as
     ``/health`` knows how long it can wait at most.
     """
-    previous = getattr(_local, "budget_end", None)
+    previous = _budget_end.get()
     end = time.monotonic() + seconds
     # A nested budget may only shorten the one around it.
-    _local.budget_end = end if previous is None else min(previous, end)
+    _budget_end.set(end if previous is None else min(previous, end))
     try:
         yield
     finally:
-        _local.budget_end = previous
+        _budget_end.set(previous)
 
 
 @contextlib.contextmanager
 def _operation_limit(seconds: float) -> Iterator[None]:
-    previous = getattr(_local, "operation", None)
-    _local.operation = seconds
+    previous = _operation.get()
+    _operation.set(seconds)
     try:
         yield
     finally:
-        _local.operation = previous
+        _operation.set(previous)
 
 
 class DatabaseTimeout(psycopg2.OperationalError):
@@ -116,11 +122,11 @@ def _wait_with_deadline(conn) -> None:
     connection, reports a disconnect and never hands it out again.
     """
     if conn.status in _SESSION_STATUSES:
-        limit = getattr(_local, "operation", None) or _limits["statement"]
+        limit = _operation.get() or _limits["statement"]
     else:  # still connecting
         limit = _limits["connect"]
     give_up = time.monotonic() + limit
-    budget_end = getattr(_local, "budget_end", None)
+    budget_end = _budget_end.get()
     if budget_end is not None:
         give_up = min(give_up, budget_end)
     while True:

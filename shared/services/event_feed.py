@@ -59,7 +59,7 @@ def follow(
     *,
     session: str | None = None,
     types: Iterable[str] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Event | None]:
     """Yield the company's events after ``after`` as they commit, for ``EVENTS_STREAM_MAX_SECONDS``.
@@ -68,6 +68,10 @@ def follow(
     so the caller can keep the connection alive (and learn that the client left).
     A poll that fails (the database is away) is retried at the next interval.
     """
+    # time.sleep looked up now, not bound as a default at import: gunicorn's master
+    # imports this module before the gevent worker monkey-patches, and the unpatched
+    # sleep would stop every other stream and request of the worker while it waits.
+    sleep = sleep or time.sleep
     types = list(types or [])
     started = last_sent = clock()
     while clock() - started < settings.EVENTS_STREAM_MAX_SECONDS:

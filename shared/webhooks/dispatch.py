@@ -30,24 +30,29 @@ SWEEP_TASK = "zaphub.webhook.sweep"
 Publish = Callable[[str], None]
 
 _publish: Publish | None = None
-_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+# Made by install(), not at import: gunicorn's master imports this module before the
+# gevent worker monkey-patches, and a real SimpleQueue that the (green) dispatch thread
+# waits on would block the whole worker.
+_queue: queue.SimpleQueue[str] | None = None
 _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
 
 def install(publish: Publish) -> None:
     """Publish each committed delivery's id with ``publish`` from now on (one per process)."""
-    global _publish, _thread
+    global _publish, _thread, _queue
     with _lock:
+        if _queue is None:
+            _queue = queue.SimpleQueue()
         _publish = publish
         if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="webhook-dispatch", daemon=True)
+            _thread = threading.Thread(target=_run, args=(_queue,), name="webhook-dispatch", daemon=True)
             _thread.start()
 
 
-def _run() -> None:
+def _run(pending: queue.SimpleQueue[str]) -> None:
     while True:
-        delivery_id = _queue.get()
+        delivery_id = pending.get()
         publish = _publish
         if publish is None:
             continue
@@ -60,7 +65,7 @@ def _run() -> None:
 @event.listens_for(DbSession, "after_commit")
 def _after_commit(db: DbSession) -> None:
     ids = db.info.pop(PENDING_DELIVERIES, None)
-    if ids and _publish is not None:
+    if ids and _publish is not None and _queue is not None:
         for delivery_id in ids:
             _queue.put(delivery_id)
 
