@@ -8,24 +8,15 @@ client's error; any other database error is a bug, 500, never disguised as an ou
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
-from typing import Any
 
 from flask import Flask, jsonify
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api.error_shape import error_body
 from shared.errors import InvalidInput, ZapHubError
 
 log = logging.getLogger(__name__)
-
-
-def error_body(code: int, message: str, errors: dict | None = None) -> dict[str, Any]:
-    """The one error shape of the API (the same as flask-smorest's), also used by gunicorn."""
-    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
-    if errors:
-        body["errors"] = errors
-    return body
 
 
 def error_response(code: int, message: str, errors: dict | None = None):

@@ -23,7 +23,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
-from api.errors import error_body
+from api.error_shape import error_body
 
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) ")
 _MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
