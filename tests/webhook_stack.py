@@ -35,6 +35,12 @@ WEBHOOK_ENV = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog of 5 overflows under a webhook worker's 16 parallel
+    # posts: the dropped SYNs come back as connect timeouts (WEBHOOK_CONNECT_TIMEOUT=1 here).
+    request_queue_size = 128
+
+
 @dataclass
 class Received:
     """One request the receiver got."""
@@ -78,7 +84,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/hook"
