@@ -6,13 +6,18 @@ CONNECTED after a scan, to CONNECTED after a restart, and Chromium memory per se
 Messages: the same, one linked session — inbound throughput and latency (the fake phone
 pushes, until the row is stored), send latency (API call until the simulator has it)
 and the spacing of a burst of sends at the default per-session rate.
+Webhooks: a real webhook worker posting events to a local receiver — events delivered
+per second, state change → POST latency, and bare baselines (a sequential POST loop, a
+Celery task that only POSTs) on the same receiver. ``BENCH_ONLY=webhooks`` runs only that.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -20,19 +25,26 @@ import uuid
 from functools import partial
 from pathlib import Path
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session as DbSession
 
 from api import create_app
+from shared.celery_factory import create_celery
 from shared.config import Settings, set_settings
 from shared.db import engine_for
 from shared.migrate import upgrade
-from shared.models import Company, Message, WhatsappSession, new_id
-from shared.services import accounts
+from shared.models import Company, Message, WebhookAttempt, WebhookDelivery, WhatsappSession, new_id
+from shared.services import accounts, events, session_events, webhook_endpoints
 from shared.services.send_queue import aware
 from shared.uow import UnitOfWork
+from shared.webhooks import dispatch
+from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
 from tests.conftest import REDIS_URL, _admin_execute, _postgres_url_for
 from tests.e2e.stack import WORKER_ENV, WorkerProcess, browser_pids, wait_until
+from tests.integration.test_messages_store import make_linked
 from tests.simulator import SimulatorControl, SimulatorServer
+from tests.webhook_stack import Receiver, ServiceProcess, WebhookWorker, webhook_env
 
 ROWS = 20_000
 REQUESTS = 200
@@ -45,6 +57,11 @@ SENDS = 50  # sent one after another, each waited for at the simulator
 PACED_SENDS = 5  # a burst at the default rate
 # The send latency is measured with a pace that does not dominate it: one each 10 ms.
 FAST_SENDS = {"SEND_RATE_PER_MINUTE": "6000", "SEND_JITTER_SECONDS": "0"}
+HOOK_EVENTS = 1000  # emitted as fast as possible ...
+HOOK_SESSIONS = 10  # ... by one thread per session
+HOOK_CHANGES = 200  # status changes one after another, ...
+HOOK_PACE = 0.02  # ... this far apart: latency, not a backlog
+HOOK_CONCURRENCY = Settings().WEBHOOK_CONCURRENCY  # the webhook worker's default threads
 
 
 def percentiles(samples: list[float]) -> str:
@@ -143,7 +160,7 @@ def pss_mib(pids: set[int]) -> float:
     return total / 1024
 
 
-def live_settings(database_url: str) -> Settings:
+def live_settings(database_url: str, **overrides) -> Settings:
     """Settings for a live benchmark on a migrated ``database_url`` with its own broker keys."""
     settings = Settings.from_env(
         {},
@@ -152,6 +169,7 @@ def live_settings(database_url: str) -> Settings:
         BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
         SECRET_KEY="bench",
         WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]),
+        **overrides,
     )
     set_settings(settings)
     upgrade(database_url)
@@ -423,10 +441,260 @@ def paced(client, headers: dict, sim: SimulatorControl, name: str, phone: str, t
         print(f"  {len(arrivals)}/{PACED_SENDS} sent")
 
 
+class BareWorker(ServiceProcess):
+    """A Celery worker that only runs ``tests.bench_celery``'s one-POST task (the baseline)."""
+
+    ready_marker = "ready."
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.bench_celery",
+                "worker",
+                f"--hostname=bench-bare-{os.getpid()}@%h",
+                f"--queues={BARE_QUEUE}",
+                "--pool=threads",
+                f"--concurrency={HOOK_CONCURRENCY}",
+                "--loglevel=INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            webhook_env(settings),
+            root / "bench-bare-worker.log",
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def message_id(request) -> str | None:
+    return next((v for k, v in request.headers.items() if k.lower() == "webhook-id"), None)
+
+
+def arrivals(receiver: Receiver, ids: set[str]) -> dict[str, float]:
+    """First arrival time of each of ``ids`` the receiver got."""
+    first: dict[str, float] = {}
+    for request in list(receiver.requests):
+        key = message_id(request)
+        if key in ids and key not in first:
+            first[key] = request.at
+    return first
+
+
+def wait_for(receiver: Receiver, ids: set[str], timeout: float) -> dict[str, float]:
+    """Wait (up to ``timeout``) until every one of ``ids`` arrived; what arrived."""
+    try:
+        wait_until(lambda: len(arrivals(receiver, ids)) >= len(ids), timeout, interval=0.05)
+    except AssertionError:
+        pass  # figures only: report what arrived
+    return arrivals(receiver, ids)
+
+
+def bench_webhooks(database_url: str, root: Path) -> None:
+    """Events → webhook POSTs to a local receiver: throughput, latency, and bare baselines."""
+    settings = live_settings(database_url, WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+    accounts.create_company(UnitOfWork(settings), "hooks")
+    with UnitOfWork(settings) as uow:
+        company_id = uow.db.scalar(select(Company.id).where(Company.name == "hooks"))
+    token = make_linked(settings, company_id, "hook0").token
+    sessions = [make_linked(settings, company_id, f"hook{n}", token).id for n in range(1, HOOK_SESSIONS + 1)]
+    changing = make_linked(settings, company_id, "changes", token)
+    receiver = Receiver()
+    webhook_endpoints.create_endpoint(
+        UnitOfWork(settings),
+        company_id,
+        url=receiver.url,
+        event_types=[events.SESSION_QR, events.SESSION_STATUS],
+    )
+    # The bench process publishes each delivery after its commit, as the API and workers do.
+    celery = create_celery(settings)
+    dispatch.install(dispatch.celery_publisher(celery))
+    extra = {"WEBHOOK_CONCURRENCY": str(HOOK_CONCURRENCY)}
+    worker = WebhookWorker(settings, root, env=extra, name="bench")
+    bare = BareWorker(settings, root)
+    gate = threading.Event()  # holds the dispatcher back while a backlog is made
+    try:
+        worker.start()
+        bare.start()
+        # 1. Throughput: HOOK_EVENTS events from one thread per session, each in its own commit.
+        emitted: list[str] = []
+        guard = threading.Lock()
+
+        def emit_many(session_id: str) -> None:
+            for n in range(HOOK_EVENTS // HOOK_SESSIONS):
+                with UnitOfWork(settings) as uow:
+                    event_id = events.emit(uow.db, session_id, events.SESSION_QR, {"qr": f"2@bench{n}"}).id
+                    uow.commit()
+                with guard:
+                    emitted.append(event_id)
+
+        threads = [threading.Thread(target=emit_many, args=(sid,)) for sid in sessions]
+        first_emit = time.time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        emitted_by = time.time()
+        got = wait_for(receiver, set(emitted), 60)
+        span = (max(got.values()) - first_emit) if got else float("nan")
+        hook_rate = len(got) / span
+        posts = sum(1 for r in list(receiver.requests) if message_id(r) in got)
+        print(
+            f"  webhooks: {len(emitted)} events from {HOOK_SESSIONS} threads in "
+            f"{emitted_by - first_emit:4.2f} s ({len(emitted) / (emitted_by - first_emit):5.0f}/s "
+            "committed); "
+            f"{len(got)}/{len(emitted)} delivered ({posts} POSTs)"
+        )
+        print(
+            f"  webhooks delivered        {hook_rate:6.1f} events/s (first emit → last POST; one webhook "
+            f"worker, {HOOK_CONCURRENCY} threads)"
+        )
+        body = next(r.body for r in list(receiver.requests) if message_id(r) in got).decode()
+        # The worker's own pace: the same number of events emitted while the publisher holds
+        # their tasks back, then released at once (so emitting is not what is measured).
+        publish = dispatch.celery_publisher(celery)
+
+        def held(delivery_id: str) -> None:
+            gate.wait()
+            publish(delivery_id)
+
+        dispatch.install(held)
+        emitted.clear()
+        threads = [threading.Thread(target=emit_many, args=(sid,)) for sid in sessions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        cpu_before = cpu_seconds(worker.process.pid)
+        released = time.time()
+        gate.set()
+        dispatch.install(publish)
+        drained = wait_for(receiver, set(emitted), 60)
+        drain_rate = len(drained) / (max(drained.values()) - released) if drained else float("nan")
+        cpu_each = (cpu_seconds(worker.process.pid) - cpu_before) / max(1, len(drained))
+        print(
+            f"  webhooks drain a backlog  {drain_rate:6.1f} events/s ({len(drained)}/{len(emitted)} already "
+            f"committed, published at once → last POST; worker CPU {cpu_each * 1000:.1f} ms each)"
+        )
+
+        # 2. Latency: paced status changes; from just before each commit to the receiver.
+        committing: dict[str, float] = {}  # delivery id → time just before its commit
+
+        def stamp(db) -> None:
+            for delivery_id in db.info.get(events.PENDING_DELIVERIES, ()):
+                committing[delivery_id] = time.time()
+
+        sa_event.listen(DbSession, "before_commit", stamp)
+        try:
+            for n in range(HOOK_CHANGES):
+                kind, payload = (
+                    ("disconnected", {"reason": "restart"}) if n % 2 == 0 else ("authenticated", {})
+                )
+                session_events.apply_event(
+                    UnitOfWork(settings),
+                    changing.id,
+                    changing.worker_id,
+                    changing.epoch,
+                    kind,
+                    payload,
+                    lease_token=changing.token,
+                )
+                time.sleep(HOOK_PACE)
+        finally:
+            sa_event.remove(DbSession, "before_commit", stamp)
+        with UnitOfWork(settings) as uow:
+            rows = uow.db.execute(
+                select(WebhookDelivery.id, WebhookDelivery.event_id).where(
+                    WebhookDelivery.id.in_(list(committing))
+                )
+            ).all()
+        committed = {event_id: committing[delivery_id] for delivery_id, event_id in rows}
+        got = wait_for(receiver, set(committed), 30)
+        latencies = [got[e] - committed[e] for e in got]
+        print(
+            f"  change → webhook POST     {p50_p99(latencies)}   ({len(got)}/{len(committed)} status "
+            f"changes, {HOOK_PACE * 1000:.0f} ms apart; from just before the commit)"
+        )
+
+        # 3. Baselines on the same receiver: a sequential POST loop, and a bare Celery task that POSTs.
+        loop_ids = [f"loop-{n}" for n in range(len(emitted))]
+        started = time.time()
+        for key in loop_ids:
+            post_fresh(receiver.url, body, key)
+        loop_rate = len(loop_ids) / (time.time() - started)
+        print(
+            f"  baseline: POST loop       {loop_rate:6.1f} POSTs/s "
+            "(one thread of the bench, a connection each, same body)"
+        )
+        bare_ids = [f"bare-{n}" for n in range(len(emitted))]
+        bench_celery = create_celery(settings, include=[])
+        started = time.time()
+        for key in bare_ids:
+            bench_celery.send_task(BARE_POST_TASK, args=[receiver.url, body, key], queue=BARE_QUEUE)
+        bare_got = wait_for(receiver, set(bare_ids), 60)
+        bare_rate = len(bare_got) / (max(bare_got.values()) - started) if bare_got else float("nan")
+        print(
+            f"  baseline: bare task       {bare_rate:6.1f} POSTs/s (publish → a Celery task that only POSTs, "
+            f"{HOOK_CONCURRENCY} threads; {len(bare_got)}/{len(bare_ids)})"
+        )
+        published: dict[str, float] = {}
+        for n in range(HOOK_CHANGES):
+            key = f"bare-paced-{n}"
+            published[key] = time.time()
+            bench_celery.send_task(BARE_POST_TASK, args=[receiver.url, body, key], queue=BARE_QUEUE)
+            time.sleep(HOOK_PACE)
+        bare_got = wait_for(receiver, set(published), 30)
+        bare_latencies = [bare_got[k] - published[k] for k in bare_got]
+        print(f"  baseline: publish → POST  {p50_p99(bare_latencies)}   (the bare task, paced the same)")
+        with UnitOfWork(settings) as uow:
+            failed = uow.db.scalar(
+                select(func.count()).where(
+                    (WebhookAttempt.status_code.is_(None)) | (WebhookAttempt.status_code != 200)
+                )
+            )
+            open_deliveries = uow.db.scalar(select(func.count()).where(WebhookDelivery.state != "delivered"))
+        print(f"  failed attempts: {failed}; deliveries not delivered: {open_deliveries} (no beat: no sweep)")
+        if latencies and bare_latencies:
+            hook_p50, bare_p50 = quantile(latencies, 0.5), quantile(bare_latencies, 0.5)
+            print(
+                f"  ratios: webhooks deliver at {hook_rate / loop_rate:.2f}× a sequential POST loop and "
+                f"{hook_rate / bare_rate:.2f}× bare tasks "
+                f"(a backlog drains at {drain_rate / bare_rate:.2f}×); "
+                f"p50 latency {hook_p50 * 1000:.1f} ms vs bare publish → POST {bare_p50 * 1000:.1f} ms "
+                f"({hook_p50 / bare_p50:.1f}×)"
+            )
+    finally:
+        dispatch.install(lambda delivery_id: None)
+        gate.set()  # nothing more to publish to this run's broker
+        bare.stop()
+        worker.stop()
+        receiver.close()
+
+
 def main() -> None:
     run = uuid.uuid4().hex[:8]
+    only = os.environ.get("BENCH_ONLY", "")  # "webhooks": that section alone
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if only == "webhooks":
+            print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
+            pg_name = f"zaphub_bench_{run}_hooks"
+            _admin_execute(f'CREATE DATABASE "{pg_name}"')
+            try:
+                bench_webhooks(_postgres_url_for(pg_name), root)
+            finally:
+                from shared.db import dispose_all
+
+                dispose_all()
+                _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            return
         print(f"API latency, {ROWS} sessions in one company, {REQUESTS} requests per route:")
         bench_api("sqlite", f"sqlite:///{root / 'bench.db'}")
         pg_name = f"zaphub_bench_{run}"
@@ -439,6 +707,9 @@ def main() -> None:
             print("Messages (worker + Chromium + simulator, one linked session, PostgreSQL, real clock):")
             _admin_execute(f'CREATE DATABASE "{pg_name}_msg"')
             bench_messages(_postgres_url_for(f"{pg_name}_msg"), root)
+            print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
+            _admin_execute(f'CREATE DATABASE "{pg_name}_hooks"')
+            bench_webhooks(_postgres_url_for(f"{pg_name}_hooks"), root)
         finally:
             from shared.db import dispose_all
 
@@ -446,6 +717,7 @@ def main() -> None:
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_live" WITH (FORCE)')
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_msg" WITH (FORCE)')
+            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_hooks" WITH (FORCE)')
 
 
 if __name__ == "__main__":
