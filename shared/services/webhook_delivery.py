@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
 from shared.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
@@ -137,13 +138,17 @@ def attempt(settings: Settings, claimed: Claimed) -> http.AttemptResult:
 
 
 def record(uow: UnitOfWork, claimed: Claimed, result: http.AttemptResult) -> Outcome:
-    """Store the attempt and move the delivery (and the endpoint's failure count) on."""
+    """Store the attempt and move the delivery (and the endpoint's failure count) on.
+
+    Only the delivery row is locked. The endpoint's failure count moves by atomic
+    UPDATEs, and a success on a healthy endpoint does not write it at all, so
+    deliveries to one endpoint never queue behind each other's transactions.
+    """
     settings = uow.settings
     now = utcnow()
     with uow:
         delivery = uow.db.get(WebhookDelivery, claimed.delivery_id, with_for_update=True)
-        endpoint = uow.db.get(WebhookEndpoint, claimed.endpoint_id, with_for_update=True)
-        if delivery is None or endpoint is None:  # deleted with its endpoint meanwhile
+        if delivery is None:  # deleted with its endpoint meanwhile
             return Outcome("deleted")
         uow.db.add(
             WebhookAttempt(
@@ -158,7 +163,7 @@ def record(uow: UnitOfWork, claimed: Claimed, result: http.AttemptResult) -> Out
         delivery.attempts += 1
         delivery.last_status_code, delivery.last_error = result.status_code, result.error
         delivery.locked_until = None
-        outcome = _advance(settings, delivery, endpoint, result, now)
+        outcome = _advance(uow.db, settings, delivery, result, now)
         uow.commit()
     log.info(
         "company %s: webhook %s event %s attempt %d -> %s (%s)",
@@ -172,34 +177,50 @@ def record(uow: UnitOfWork, claimed: Claimed, result: http.AttemptResult) -> Out
     return outcome
 
 
+def _endpoint_update(endpoint_id: str):
+    return (
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _advance(
-    settings: Settings,
-    delivery: WebhookDelivery,
-    endpoint: WebhookEndpoint,
-    result: http.AttemptResult,
-    now: datetime,
+    db: DbSession, settings: Settings, delivery: WebhookDelivery, result: http.AttemptResult, now: datetime
 ) -> Outcome:
+    endpoint_id = delivery.endpoint_id
     if result.ok:
         delivery.state, delivery.delivered_at = "delivered", now
-        endpoint.consecutive_failures = 0
+        db.execute(
+            _endpoint_update(endpoint_id)
+            .where(WebhookEndpoint.consecutive_failures != 0)
+            .values(consecutive_failures=0)
+        )
         return Outcome("delivered")
-    endpoint.consecutive_failures += 1
+    failures = db.execute(
+        _endpoint_update(endpoint_id)
+        .values(consecutive_failures=WebhookEndpoint.consecutive_failures + 1)
+        .returning(WebhookEndpoint.consecutive_failures)
+    ).scalar()
     failure = f"HTTP {result.status_code}" if result.status_code is not None else result.error
     if result.gone:
-        endpoint.status = "disabled"
-        endpoint.status_reason = f"the receiver answered 410 Gone at {now.isoformat()}"
+        db.execute(
+            _endpoint_update(endpoint_id).values(
+                status="disabled", status_reason=f"the receiver answered 410 Gone at {now.isoformat()}"
+            )
+        )
         delivery.state = "dead"
-        log.warning("company %s: webhook %s disabled (410 Gone)", endpoint.company_id, endpoint.id)
+        log.warning("company %s: webhook %s disabled (410 Gone)", delivery.company_id, endpoint_id)
         return Outcome("dead")
-    limit = settings.WEBHOOK_PAUSE_AFTER_FAILURES
-    if endpoint.status == "active" and endpoint.consecutive_failures >= limit:
-        endpoint.status = "paused"
-        endpoint.status_reason = (
-            f"paused after {endpoint.consecutive_failures} failed attempts in a row; last: {failure}"
+    if failures is not None and failures >= settings.WEBHOOK_PAUSE_AFTER_FAILURES:
+        reason = f"paused after {failures} failed attempts in a row; last: {failure}"
+        paused = db.execute(
+            _endpoint_update(endpoint_id)
+            .where(WebhookEndpoint.status == "active")
+            .values(status="paused", status_reason=reason)
         )
-        log.warning(
-            "company %s: webhook %s paused: %s", endpoint.company_id, endpoint.id, endpoint.status_reason
-        )
+        if paused.rowcount:
+            log.warning("company %s: webhook %s %s", delivery.company_id, endpoint_id, reason)
     delay = next_delay(
         delivery.attempts, settings.WEBHOOK_MAX_ATTEMPTS, settings.WEBHOOK_RETRY_WINDOW_SECONDS
     )
