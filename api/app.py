@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from api.console import register_console
 from api.converters import PathSegment
 from api.deadlines import register_request_deadline
 from api.docs import register_docs
@@ -64,5 +65,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_blueprints(smorest_api)
     register_error_handlers(app)
     register_docs(app)
+    register_console(app)
     logging.getLogger(__name__).info("api ready (database %s)", settings.DATABASE_URL.split(":")[0])
     return app
