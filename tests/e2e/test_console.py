@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from api import create_app
 from tests.e2e.stack import wait_until
 from tests.live_server import LiveServer
+from tests.simulator import ControlError
 from workers.browser.runtime import CHROMIUM_ARGS, find_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -32,6 +33,14 @@ WORKER = {"env": {"QR_MAX_ROTATIONS": "6"}}
 def server(settings) -> Iterator[LiveServer]:
     # The stream polls the outbox often, so that the page reacts within a fraction of a second.
     app = create_app(settings.with_overrides(EVENTS_STREAM_POLL_SECONDS=0.2))
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.fixture
+def dropping_server(settings) -> Iterator[LiveServer]:
+    """A server whose streams end every 3 s: the page must resume each with Last-Event-ID."""
+    app = create_app(settings.with_overrides(EVENTS_STREAM_POLL_SECONDS=0.2, EVENTS_STREAM_MAX_SECONDS=3))
     with LiveServer(app) as live:
         yield live
 
@@ -68,24 +77,44 @@ def qr_on_page(page: Page) -> str:
     return results[0].text
 
 
-def test_admin_creates_and_links_a_session_from_the_page(server, browser, api, sim, start_worker, tenant):
+def scan_from_page(page: Page, sim) -> None:
+    """The fake phone scans the code the page shows; a code that rotated meanwhile is read again."""
+    for _ in range(3):
+        text = qr_on_page(page)
+        try:
+            sim.scan(text, phone=PHONE, push_name="Loja")
+            return
+        except ControlError:
+            page.wait_for_timeout(300)
+    pytest.fail("the page never showed a code the phone could scan")
+
+
+def test_admin_creates_and_links_a_session_from_the_page(
+    dropping_server, browser, api, sim, start_worker, tenant
+):
     start_worker("w1", **WORKER)
-    page = open_console(browser, server, tenant.admin_token)
+    page = open_console(browser, dropping_server, tenant.admin_token)
     requests: list[str] = []
+    resumed: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
+    page.on(
+        "request",
+        lambda request: (
+            request.url.endswith("/events/stream")
+            and "last-event-id" in request.headers
+            and resumed.append(request.headers["last-event-id"])
+        ),
+    )
     page.evaluate("window.__noReload = true")
 
     page.fill("#new-session-name", "vendas")
     page.get_by_role("button", name="Create").click()
     page.wait_for_url("**/console#/session/vendas")
     expect(page.locator("#session-status")).to_have_attribute("data-status", "QRCODE", timeout=45000)
-    text = qr_on_page(page)
-    assert text == sim.current_ref()
     expect(page.locator("#qr-countdown")).to_contain_text("New code in")
     assert page.evaluate("sessionStorage.getItem('zaphub.token')") == tenant.admin_token
     assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
-
-    sim.scan(text, phone=PHONE, push_name="Loja")
+    scan_from_page(page, sim)
     expect(page.locator("#session-status")).to_have_attribute("data-status", "CONNECTED", timeout=30000)
     expect(page.locator("#session-status")).to_have_text("Connected")
     expect(page.locator("#session-phone")).to_have_text(PHONE)
@@ -109,6 +138,7 @@ def test_admin_creates_and_links_a_session_from_the_page(server, browser, api, s
     expect(page.locator("#messages .message.out .meta")).not_to_contain_text("PENDING", timeout=30000)
 
     assert page.evaluate("window.__noReload") is True
+    assert resumed, "no stream was resumed with Last-Event-ID"
     # Live updates came from the stream alone: no polling of the feed, no page load.
     assert not any("/events?" in url for url in requests if "session=" not in url)
     assert not any(url.endswith("/console") for url in requests)
@@ -124,6 +154,13 @@ def test_the_qr_on_the_page_follows_the_rotation(server, browser, api, sim, star
     second = wait_until(lambda: (text := qr_on_page(page)) != first and text, 15, message="a new QR")
     assert second == sim.current_ref()
     assert first.split(",", 1)[0] != second.split(",", 1)[0]
+
+    # Nobody scans: when the codes run out the page says so, and "start again" brings a new one.
+    expect(page.locator("#link-expired")).to_contain_text("expired", timeout=30000)
+    expect(page.locator("#qr-image")).to_have_count(0)
+    page.get_by_role("button", name="Start again").click()
+    third = qr_on_page(page)
+    assert third not in (first, second) and third == sim.current_ref()
 
 
 def test_an_agent_sees_no_admin_controls_and_the_api_refuses_them(

@@ -502,7 +502,10 @@ function sessionPage(name) {
 
   // -------- linking: QR or phone number
   function qrExpired(s) {
-    return ["DISCONNECTED", "ERROR"].includes(s.status) && /qr/i.test(s.last_error || "");
+    // The row's last_error, or else the reason of the last status change, says "qr timeout".
+    const last = state.timeline[state.timeline.length - 1];
+    const reason = s.last_error || (last?.data.status === s.status ? last.data.reason : "");
+    return ["DISCONNECTED", "ERROR"].includes(s.status) && /qr/i.test(reason || "");
   }
 
   function renderLink() {
@@ -511,7 +514,7 @@ function sessionPage(name) {
       linkBox.hidden = true;
       return;
     }
-    const key = `${s.status}|${s.last_error}|${s.phone_number}|${state.linkMode}|${s.is_active}`;
+    const key = `${s.status}|${qrExpired(s)}|${s.phone_number}|${state.linkMode}|${s.is_active}`;
     if (key === renderedLinkKey) return;
     renderedLinkKey = key;
     linkBox.hidden = false;
@@ -740,6 +743,7 @@ function sessionPage(name) {
     }
     state.timeline = events.slice(-50);
     renderTimeline();
+    renderLink();
   }
 
   function renderJobs() {
@@ -824,7 +828,7 @@ function sessionPage(name) {
   const refreshChats = debounce(() => loadChats(), 300);
 
   function renderThread() {
-    const title = h("h3", { id: "thread-title" }, state.chat ? t("thread.title", { chat: chatLabel(state.chat) }) : t("chats.title"));
+    const title = h("h3", { id: "thread-title" }, state.chat ? t("thread.title", { chat: chatLabel(state.chat) }) : t("thread.heading"));
     if (!state.chat) {
       replace(threadBox, title, h("p", { class: "empty" }, t("thread.none")));
       return;
@@ -919,6 +923,7 @@ function sessionPage(name) {
     if (event.type === "session.status") {
       state.timeline.push({ id: event.id, time: event.time, data: event.data });
       renderTimeline();
+      renderLink();
       if (event.data.status === "QRCODE") state.qr.seen = 0;
       refreshDetails("details");
     } else if (event.type === "session.qr") {
