@@ -614,7 +614,6 @@ function sessionPage(name) {
       inputmode: "numeric",
       autocomplete: "tel",
       required: true,
-      pattern: "[+]?[0-9 ()\\-]{8,20}",
       "aria-describedby": "pairing-hint",
     });
     const form = h(
@@ -626,7 +625,14 @@ function sessionPage(name) {
     );
     form.addEventListener("submit", (e) => {
       e.preventDefault();
-      requestPairing(input.value.replace(/\D/g, ""));
+      const digits = input.value.replace(/\D/g, "");
+      // The API checks it too; this only spares a round trip for an obvious typo.
+      if (digits.length < 8 || digits.length > 15) {
+        failPairing(t("link.phone.hint"));
+        input.focus();
+        return;
+      }
+      requestPairing(digits);
     });
     return form;
   }

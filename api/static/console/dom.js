@@ -37,6 +37,6 @@ export function svgElement(markup) {
   svg.removeAttribute("width");
   svg.removeAttribute("height");
   svg.setAttribute("shape-rendering", "crispEdges");
-  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-hidden", "true"); // the box around it carries the label
   return document.importNode(svg, true);
 }
