@@ -43,6 +43,10 @@ class Settings:
     CHROMIUM_PATH: str = ""
     WA_WEB_URL: str = "https://web.whatsapp.com/"
     QR_MAX_ROTATIONS: int = 5
+    # Linking by phone number: the page renews the code this often (seconds; whatsapp-web.js's
+    # default), and POST /session/<name>/pairing-code waits this long for the worker's answer.
+    PAIRING_CODE_INTERVAL: float = 180.0
+    PAIRING_CODE_WAIT: float = 20.0
     BROWSER_TIMEOUT: float = 60.0
     LOGIN_STATE_SAVE_INTERVAL: float = 300.0
     CLEANUP_INTERVAL: float = 3600.0

@@ -90,6 +90,21 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def renewed_deadline(seconds: float) -> Iterator[None]:
+    """Like :func:`deadline`, but replacing the budget around it for the block.
+
+    For a request that waits between short reads (a bounded poll): the waiting is not
+    database work, so each read gets its own full budget instead of the request's rest.
+    """
+    previous = _budget_end.get()
+    _budget_end.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _budget_end.set(previous)
+
+
+@contextlib.contextmanager
 def _operation_limit(seconds: float) -> Iterator[None]:
     previous = _operation.get()
     _operation.set(seconds)

@@ -27,6 +27,7 @@ class JobKind(enum.StrEnum):
     CLEANUP = "cleanup"
     SYNC = "sync"
     SEND = "send"
+    PAIR = "pair"
 
 
 class JobStatus(enum.StrEnum):
@@ -48,6 +49,7 @@ TASK_NAMES: dict[JobKind, str] = {
     JobKind.CLEANUP: "zaphub.maintenance.cleanup",
     JobKind.SYNC: "zaphub.maintenance.sync",
     JobKind.SEND: "zaphub.message.send",
+    JobKind.PAIR: "zaphub.session.pair",
 }
 
 

@@ -14,6 +14,9 @@ SESSION_NAME_RULE = (
     "must be 1-64 characters: lowercase letters, digits, '_' and '-', starting with a letter or digit"
 )
 CONFIG_MAX_BYTES = 16 * 1024
+# A phone to link by code: the full international number, digits only (no '+').
+PHONE_NUMBER_RE = re.compile(r"^[0-9]{8,15}\Z")
+PHONE_NUMBER_RULE = "must be 8 to 15 digits: the full number with country code, no '+' or spaces"
 
 
 def check_session_name(name: Any, field: str = "name") -> str:
@@ -21,6 +24,13 @@ def check_session_name(name: Any, field: str = "name") -> str:
     if not isinstance(name, str) or not SESSION_NAME_RE.fullmatch(name):
         raise InvalidInput(field, f"{field} {SESSION_NAME_RULE}")
     return name
+
+
+def check_phone_number(phone: Any, field: str = "phone") -> str:
+    """Return ``phone`` if it is 8-15 digits, else raise :class:`InvalidInput`."""
+    if not isinstance(phone, str) or not PHONE_NUMBER_RE.fullmatch(phone):
+        raise InvalidInput(field, f"{field} {PHONE_NUMBER_RULE}")
+    return phone
 
 
 def encode_config(config: Any, field: str = "config") -> str:

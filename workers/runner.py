@@ -12,10 +12,12 @@ live profile folder instead of rebuilding it from a possibly older stored archiv
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from shared.jobs import JobKind, JobPublisher
 from shared.login_state import LoginStateError
+from shared.models import utcnow
 from shared.services import jobs as job_services
 from shared.services import session_events
 from shared.services.ownership import Routing, Verdict, route_job
@@ -81,7 +83,20 @@ def _act(
             raise RuntimeError("the session moved to another worker while being removed; retry")
         ctx.forget(session_id)
         return {"worker_id": ctx.worker_id, "epoch": epoch, "status": "disconnected", "purged": purge}
+    elif kind is JobKind.PAIR:
+        return _pair(ctx, session_id, epoch, str(params.get("phone") or ""))
     return _result(ctx, session_id, epoch)
+
+
+def _pair(ctx: WorkerContext, session_id: str, epoch: int, phone: str) -> dict[str, Any]:
+    """Ask the session's page for a pairing code; the result carries it (never logged)."""
+    interval = ctx.settings.PAIRING_CODE_INTERVAL
+    code = ctx.manager.request_pairing_code(
+        session_id, phone, interval=interval, timeout=ctx.settings.BROWSER_TIMEOUT
+    )
+    result = _result(ctx, session_id, epoch)
+    expires_at = utcnow() + timedelta(seconds=interval)
+    return result | {"code": code, "phone": phone, "expires_at": expires_at.isoformat()}
 
 
 def _open(ctx: WorkerContext, session_id: str, epoch: int, fresh: bool) -> None:

@@ -63,6 +63,12 @@ def remove_session(job_id: str) -> None:
     run_session_job(current(), _publisher(), job_id)
 
 
+@app.task(name="zaphub.session.pair", **RETRY)
+def pair_session(job_id: str) -> None:
+    """Ask the session's QR page for a pairing code (linking by phone number)."""
+    run_session_job(current(), _publisher(), job_id)
+
+
 # A send tries this many times (not connected yet, the page failed) before its message is
 # ERROR; waiting its turn (the session's pace, another send) is not counted.
 SEND_MAX_FAILURES = 60

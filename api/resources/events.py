@@ -1,7 +1,8 @@
 """``/events``: the company's events as a paginated list and as a live Server-Sent Events stream.
 
-Agents may read events too (they answer the customers), except ``session.qr``: like
-``GET /session/<name>/qr``, a QR code is for admins only.
+Agents may read events too (they answer the customers), except ``session.qr`` and
+``session.pairing_code``: like ``GET /session/<name>/qr`` and ``POST
+/session/<name>/pairing-code``, what links a phone to the session is for admins only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from api.schemas.events import EventListArgsSchema, EventPageSchema, EventStream
 from api.sse import render
 from shared.errors import InvalidInput
 from shared.services import event_feed
-from shared.services.events import EVENT_TYPES, SESSION_QR
+from shared.services.events import ADMIN_ONLY_TYPES, EVENT_TYPES
 from shared.ulid import is_ulid
 
 blp = Blueprint("events", __name__, url_prefix="/events", description="Events of the caller's company")
@@ -29,9 +30,9 @@ def _visible_types(requested: list[str] | None) -> list[str]:
     types = list(requested or EVENT_TYPES)
     if current_principal().is_admin:
         return types if requested else []
-    visible = [t for t in types if t != SESSION_QR]
+    visible = [t for t in types if t not in ADMIN_ONLY_TYPES]
     if not visible:
-        abort(403, message="session.qr events need the admin role")
+        abort(403, message=f"{' and '.join(sorted(ADMIN_ONLY_TYPES))} events need the admin role")
     return visible
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 
 from api.auth import admin_required, authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import publisher, unit_of_work
+from api.extensions import publisher, state, unit_of_work
 from api.qr_render import negotiate_qr_format, render_qr
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import (
     CleanupPreviewSchema,
+    PairingCodeRequestSchema,
+    PairingCodeSchema,
     QrArgsSchema,
     QrSchema,
     RemoveArgsSchema,
@@ -24,6 +26,8 @@ from api.schemas.sessions import (
     SessionUpdateSchema,
     SessionWithJobSchema,
 )
+from shared.errors import Conflict
+from shared.jobs import JobStatus
 from shared.services import maintenance, sessions
 
 blp = Blueprint(
@@ -130,3 +134,28 @@ def qr(args, name: str):
         return session
     body, mimetype = render_qr(session.qr_code, fmt)
     return Response(body, mimetype=mimetype, headers={"Cache-Control": "no-store"})
+
+
+@blp.route("/<string:name>/pairing-code", methods=["POST"])
+@admin_required
+@blp.arguments(PairingCodeRequestSchema)
+@blp.response(200, PairingCodeSchema)
+@blp.alt_response(202, schema=JobSchema, description="the worker has not answered yet: follow the job")
+def pairing_code(data, name: str):
+    """Link by phone number: an 8-character code to type on the phone, instead of a QR scan.
+
+    The session must be waiting to be linked (status QRCODE). The worker's page switches
+    from the QR to the code; it renews the code until the phone is linked, each new one
+    also a ``session.pairing_code`` event. Waits a few seconds for the worker's answer,
+    then answers 202 with the job to follow. Admin only, like the QR.
+    """
+    uow = unit_of_work()
+    job = sessions.request_pairing_code(uow, publisher(), company_id(), name, data["phone"])
+    job = sessions.wait_for_job(uow, job.id, state().settings.PAIRING_CODE_WAIT)
+    if job.status == JobStatus.SUCCEEDED.value:
+        return job.result_dict
+    if job.status == JobStatus.FAILED.value:
+        raise Conflict(f"no pairing code for session {name!r}: {job.error}")
+    response = jsonify(JobSchema().dump(job))
+    response.status_code = 202
+    return response

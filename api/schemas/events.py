@@ -35,6 +35,18 @@ class SessionQrPayload(Schema):
     qr = fields.String(metadata={"description": "the QR text (render it, or GET /session/<name>/qr)"})
 
 
+class SessionPairingCodePayload(Schema):
+    """``session.pairing_code``: a code to link the session by phone number (the first or a renewal)."""
+
+    code = fields.String(
+        metadata={"description": "8 characters to type on the phone (shown there as ABCD-1234)"}
+    )
+    phone = fields.String(allow_none=True, metadata={"description": "the phone number being linked"})
+    expires_at = fields.String(
+        metadata={"description": "when the page replaces it with a new code (ISO 8601)"}
+    )
+
+
 class SessionRemovedPayload(Schema):
     """``session.removed``: the session was removed (and its row deleted when ``purged``)."""
 
@@ -59,6 +71,7 @@ PAYLOADS = {
     "session.status": SessionStatusPayload,
     "session.qr": SessionQrPayload,
     "session.removed": SessionRemovedPayload,
+    "session.pairing_code": SessionPairingCodePayload,
     "message.received": MessagePayload,
     "message.sent": MessagePayload,
     "message.failed": MessagePayload,

@@ -1,8 +1,27 @@
 """Schemas of jobs."""
 
+from flask import g, has_request_context
 from marshmallow import Schema, fields
 
 from api.schemas.fields import UtcDateTime
+from shared.jobs import JobKind
+
+# Result fields only admins may read: a pairing code links a phone to the session.
+ADMIN_ONLY_RESULT_FIELDS = {JobKind.PAIR.value: ("code",)}
+
+
+def visible_result(job):
+    """The job's result, without what the caller's role may not see."""
+    result = job.result_dict
+    hidden = ADMIN_ONLY_RESULT_FIELDS.get(job.kind)
+    if not hidden or not isinstance(result, dict) or _caller_is_admin():
+        return result
+    return {k: v for k, v in result.items() if k not in hidden}
+
+
+def _caller_is_admin() -> bool:
+    principal = g.get("principal") if has_request_context() else None
+    return bool(principal is not None and principal.is_admin)
 
 
 class JobSchema(Schema):
@@ -13,7 +32,7 @@ class JobSchema(Schema):
     queue = fields.String(dump_only=True, allow_none=True)
     worker_id = fields.String(dump_only=True, allow_none=True, metadata={"description": "worker that ran it"})
     params = fields.Function(lambda job: job.params_dict, dump_only=True)
-    result = fields.Function(lambda job: job.result_dict, dump_only=True, allow_none=True)
+    result = fields.Function(visible_result, dump_only=True, allow_none=True)
     error = fields.String(dump_only=True, allow_none=True)
     created_at = UtcDateTime(dump_only=True)
     started_at = UtcDateTime(dump_only=True, allow_none=True)

@@ -6,7 +6,7 @@ from api.schemas.fields import StrictBoolean, UtcDateTime
 from api.schemas.jobs import JobSchema
 from api.schemas.pagination import PageArgsSchema, PageSchema
 from shared.statuses import SessionStatus
-from shared.validation import SESSION_NAME_RE, SESSION_NAME_RULE
+from shared.validation import PHONE_NUMBER_RE, PHONE_NUMBER_RULE, SESSION_NAME_RE, SESSION_NAME_RULE
 
 NAME_RULE = validate.Regexp(SESSION_NAME_RE, error=f"name {SESSION_NAME_RULE}")
 
@@ -142,3 +142,22 @@ class QrSchema(Schema):
     name = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
     qr_code = fields.String(dump_only=True, metadata={"description": "the text to encode as a QR"})
+
+
+class PairingCodeRequestSchema(Schema):
+    phone = fields.String(
+        required=True,
+        validate=validate.Regexp(PHONE_NUMBER_RE, error=f"phone {PHONE_NUMBER_RULE}"),
+        metadata={"description": "the phone to link: digits with country code", "example": "5511999990001"},
+    )
+
+
+class PairingCodeSchema(Schema):
+    code = fields.String(
+        dump_only=True,
+        metadata={"description": "8 characters to type on the phone (shown there as ABCD-1234)"},
+    )
+    phone = fields.String(dump_only=True)
+    expires_at = fields.String(
+        dump_only=True, metadata={"description": "when the page replaces it with a new code (ISO 8601)"}
+    )

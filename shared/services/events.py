@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SESSION_STATUS = "session.status"
 SESSION_QR = "session.qr"
 SESSION_REMOVED = "session.removed"
+SESSION_PAIRING_CODE = "session.pairing_code"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_SENT = "message.sent"
 MESSAGE_ACK = "message.ack"
@@ -52,11 +53,15 @@ EVENT_TYPES = (
     SESSION_STATUS,
     SESSION_QR,
     SESSION_REMOVED,
+    SESSION_PAIRING_CODE,
     MESSAGE_RECEIVED,
     MESSAGE_SENT,
     MESSAGE_ACK,
     MESSAGE_FAILED,
 )
+
+# What links a phone to the session: only admins see these (like GET /session/<name>/qr).
+ADMIN_ONLY_TYPES = frozenset({SESSION_QR, SESSION_PAIRING_CODE})
 
 # Where a transaction keeps the ids of the deliveries it created, for after the commit.
 PENDING_DELIVERIES = "zaphub.pending_deliveries"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -37,6 +38,9 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         return {"status": SessionStatus.CONNECTING.value}
     if event == "qr":
         return {"status": SessionStatus.QRCODE.value, "qr_code": payload["qr"]}
+    if event == "pairing_code":
+        # Still waiting to be linked, now by a code: the QR is no longer on the page.
+        return {"status": SessionStatus.QRCODE.value, "qr_code": None}
     if event == "authenticated":
         return {"status": SessionStatus.CONNECTED.value, "qr_code": None, "last_error": None}
     if event == "ready":
@@ -66,6 +70,12 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def pairing_code_data(uow: UnitOfWork, payload: dict[str, Any]) -> dict[str, Any]:
+    """The ``session.pairing_code`` data: the code, its phone, and when the page renews it."""
+    expires_at = utcnow() + timedelta(seconds=uow.settings.PAIRING_CODE_INTERVAL)
+    return {"code": payload["code"], "phone": payload.get("phone"), "expires_at": expires_at.isoformat()}
+
+
 def apply_event(
     uow: UnitOfWork,
     session_id: str,
@@ -84,6 +94,8 @@ def apply_event(
     def qr_event(db: DbSession) -> None:
         if event == "qr":
             events.emit(db, session_id, events.SESSION_QR, {"qr": payload["qr"]})
+        elif event == "pairing_code":
+            events.emit(db, session_id, events.SESSION_PAIRING_CODE, pairing_code_data(uow, payload))
 
     applied = _write_fenced(
         uow, session_id, worker_id, epoch, lease_token, changes, payload.get("reason") or event, qr_event

@@ -1,4 +1,4 @@
-"""Session services: create, find, update, remove, restart, stats, QR.
+"""Session services: create, find, update, remove, restart, stats, QR, pairing codes.
 
 Every function takes the caller's ``company_id`` and never looks outside it: another
 company's session is reported exactly like a missing one.
@@ -7,6 +7,7 @@ company's session is reported exactly like a missing one.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +17,16 @@ from sqlalchemy.orm import Session as DbSession
 
 from shared import live_state
 from shared.config import CONTROL_QUEUE, queue_for_worker
+from shared.db import renewed_deadline
 from shared.errors import Conflict, NotFound
-from shared.jobs import JobKind, JobPublisher
+from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher
 from shared.models import Job, WhatsappSession, Worker
 from shared.services.jobs import enqueue, recent_jobs
 from shared.services.send_queue import SendQueue, send_queue
 from shared.services.workers import is_alive
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
-from shared.validation import check_session_name, encode_config
+from shared.validation import check_phone_number, check_session_name, encode_config
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +246,48 @@ def restart_session(uow: UnitOfWork, publisher: JobPublisher, company_id: str, n
             raise Conflict(f"session {name!r} is inactive; set is_active=true to start it")
         job = _enqueue_for_session(uow, publisher, session, JobKind.RESTART)
         return SessionJob(session, job)
+
+
+def request_pairing_code(
+    uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str, phone: str
+) -> Job:
+    """Enqueue asking the session's QR page for a code to link ``phone`` by number.
+
+    Only a session waiting to be linked (QRCODE) can; the job's result holds the code.
+    """
+    check_phone_number(phone)
+    with uow:
+        session = find_session(uow.db, company_id, name, lock=True)
+        if session.status == SessionStatus.CONNECTED.value:
+            raise Conflict(f"session {name!r} is already linked to a phone (status CONNECTED)")
+        if session.status != SessionStatus.QRCODE.value:
+            raise Conflict(
+                f"session {name!r} is not waiting to be linked (status {session.status}); "
+                "a pairing code can be asked only while its QR code is up (status QRCODE)"
+            )
+        return _enqueue_for_session(uow, publisher, session, JobKind.PAIR, phone=phone)
+
+
+def wait_for_job(uow: UnitOfWork, job_id: str, timeout: float, interval: float = 0.1) -> Job:
+    """The job once it finished, or as it is after ``timeout`` seconds.
+
+    Polls only the job's status (one short query each time, connections from the pool);
+    the whole row is read once at the end.
+    """
+    deadline = time.monotonic() + max(timeout, 0.0)
+    budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
+    while True:
+        with renewed_deadline(budget), uow:
+            status = uow.db.scalar(select(Job.status).where(Job.id == job_id))
+        if status in FINISHED_JOB_STATUSES or time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+        interval = min(interval * 1.5, 0.5)
+    with renewed_deadline(budget), uow:
+        job = uow.db.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return job
 
 
 def current_qr(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSession:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
-from shared.models import WhatsappSession
+from shared.models import Event, WhatsappSession, utcnow
 from shared.services import session_events
 from shared.services import workers as worker_services
+from shared.services.events import ADMIN_ONLY_TYPES, EVENT_TYPES, SESSION_PAIRING_CODE
 from shared.services.ownership import sessions_to_restore
 from shared.uow import UnitOfWork
 
@@ -108,3 +112,38 @@ def test_restore_picks_sessions_meant_to_be_live(settings, tenant):
         names = {s.id: s.name for s in uow.db.query(WhatsappSession)}
     restored = {names[sid] for sid, _ in sessions_to_restore(UnitOfWork(settings), "w1")}
     assert restored == {"connected", "qr", "stopped-with-login", "stopped-waiting-for-qr"}
+
+
+def test_a_pairing_code_is_an_admin_event_written_with_the_fence(settings, session_id, token):
+    assert SESSION_PAIRING_CODE == "session.pairing_code" and SESSION_PAIRING_CODE in EVENT_TYPES
+    assert SESSION_PAIRING_CODE in ADMIN_ONLY_TYPES
+    payload = {"code": "ABCD1234", "phone": "5511999990001"}
+
+    def events() -> list[Event]:
+        with UnitOfWork(settings) as uow:
+            return list(
+                uow.db.scalars(select(Event).where(Event.session_id == session_id).order_by(Event.id))
+            )
+
+    # Fenced out: neither the change nor its event.
+    assert not session_events.apply_event(
+        UnitOfWork(settings), session_id, "w1", 2, "pairing_code", payload, lease_token=token
+    )
+    assert events() == []
+
+    assert session_events.apply_event(
+        UnitOfWork(settings), session_id, "w1", 3, "qr", {"qr": "2@abc"}, lease_token=token
+    )
+    before = utcnow()
+    assert session_events.apply_event(
+        UnitOfWork(settings), session_id, "w1", 3, "pairing_code", payload, lease_token=token
+    )
+    waiting = row(settings, session_id)
+    assert waiting.status == "QRCODE" and waiting.qr_code is None  # the page shows the code, not a QR
+    kinds = [(e.type, e.seq) for e in events()]
+    assert kinds == [("session.status", 1), ("session.qr", 2), ("session.pairing_code", 3)]
+    data = events()[-1].payload_dict
+    assert {k: data[k] for k in ("code", "phone")} == payload
+    expires = datetime.fromisoformat(data["expires_at"])
+    interval = timedelta(seconds=settings.PAIRING_CODE_INTERVAL)
+    assert before + interval <= expires <= utcnow() + interval

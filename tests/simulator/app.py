@@ -8,7 +8,9 @@
   ``POST /_sim/receipt {phone, message_id, ack: device|read|played}``, ``POST /_sim/read
   {phone, chat}`` (the recipient reads: all sent to it go READ), ``POST /_sim/fail {phone,
   message_id}`` (ack ERROR), ``POST /_sim/modules {missing: [names]}`` (pages loaded from
-  then on lack those ``window.require`` modules).
+  then on lack those ``window.require`` modules). Linking by phone number: ``POST /_sim/pair
+  {phone, code, push_name?}`` (the fake phone enters the code a page showed; 400 wrong code,
+  410 expired or replaced).
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ def create_app(state: SimState | None = None) -> Flask:
     def api_pairing(pairing_id: str) -> Response:
         return jsonify(sim.pairing_status(pairing_id, request.args.get("page_id", "")))
 
+    @app.post("/api/link-code")
+    def api_link_code_new() -> Response:
+        data = body()
+        return jsonify(sim.start_link_code(str(data.get("page_id", "")), str(data.get("phone", ""))))
+
+    @app.get("/api/link-code")
+    def api_link_code() -> Response:
+        return jsonify(sim.link_code_status(request.args.get("page_id", "")))
+
     def creds() -> tuple[str, str, str, dict[str, Any]]:
         data = body()
         return (
@@ -112,6 +123,12 @@ def create_app(state: SimState | None = None) -> Flask:
         if not data.get("ref"):
             raise SimError(400, "ref required")
         return jsonify(sim.scan(str(data["ref"]), data.get("phone"), data.get("push_name")))
+
+    @app.post("/_sim/pair")
+    def sim_pair() -> Response:
+        data = body()
+        required(data, "phone", "code")
+        return jsonify(sim.pair(str(data["phone"]), str(data["code"]), data.get("push_name")))
 
     @app.post("/_sim/logout")
     def sim_logout() -> Response:

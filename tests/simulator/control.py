@@ -60,6 +60,16 @@ class SimulatorControl:
             payload["push_name"] = push_name
         return self._call("POST", "/_sim/scan", payload)
 
+    def pair(self, phone: str, code: str, push_name: str | None = None) -> dict[str, Any]:
+        """The fake phone of ``phone`` enters a link code (``ABCDEFGH`` or ``ABCD-EFGH``).
+
+        Links like a scan; raises ControlError (400 wrong code, 410 expired or replaced).
+        """
+        payload: dict[str, Any] = {"phone": phone, "code": code}
+        if push_name:
+            payload["push_name"] = push_name
+        return self._call("POST", "/_sim/pair", payload)
+
     def logout(self, phone: str) -> dict[str, Any]:
         """Log the linked device(s) of ``phone`` out from the phone."""
         return self._call("POST", "/_sim/logout", {"phone": phone})

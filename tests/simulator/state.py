@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import secrets
 import threading
 import time
@@ -31,6 +32,11 @@ import segno
 FIRST_REF_TTL = 60.0  # virtual seconds the first ref of a pairing lives
 NEXT_REF_TTL = 20.0  # virtual seconds every later ref lives
 MAX_REFS = 6  # refs per pairing before it goes idle ("Click to reload QR code")
+# Linking by phone number: a code lives as long as whatsapp-web.js's default renewal
+# interval (requestPairingCode intervalMs = 180000), in virtual seconds like a QR ref.
+LINK_CODE_TTL = 180.0
+LINK_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ0123456789"  # uppercase alphanumerics, no look-alikes
+LINK_PHONE_RE = re.compile(r"^[0-9]{8,15}$")
 ONLINE_WINDOW = 2.0  # real seconds: a page that polled this recently counts as online
 
 # Receipt states of a message, numbered like WhatsApp Web's ``msg.ack`` (whatsapp-web.js
@@ -94,7 +100,7 @@ class Pairing:
     keys: str  # the three comma-joined base64 keys, fixed for the pairing
     refs: list[str] = field(default_factory=list)
     ref_started: float = 0.0  # virtual time the current ref was issued
-    state: str = "waiting"  # waiting | expired | scanned
+    state: str = "waiting"  # waiting | expired | scanned | cancelled (the page chose a code)
     device_id: str | None = None
 
     @property
@@ -120,6 +126,34 @@ class Pairing:
     def expires_in(self, now: float) -> float:
         ttl = FIRST_REF_TTL if len(self.refs) == 1 else NEXT_REF_TTL
         return max(0.0, self.ref_started + ttl - now)
+
+
+@dataclass
+class LinkCode:
+    """One code of alt-device linking ("link with phone number") issued to one page.
+
+    A page has at most one current code; asking again replaces it (the old one is
+    refused as expired), like the real site's ``startAltLinkingFlow``.
+    """
+
+    page_id: str
+    phone: str
+    code: str
+    issued_at: float  # virtual time
+    state: str = "waiting"  # waiting | replaced | linked
+    device_id: str | None = None
+    codes_issued: int = 1
+
+    def expired(self, now: float) -> bool:
+        return self.state == "replaced" or (self.state == "waiting" and now >= self.issued_at + LINK_CODE_TTL)
+
+    def expires_in(self, now: float) -> float:
+        return max(0.0, self.issued_at + LINK_CODE_TTL - now)
+
+
+def new_link_code() -> str:
+    """8 uppercase alphanumerics, like the code the real site shows as ``ABCD-EFGH``."""
+    return "".join(secrets.choice(LINK_CODE_ALPHABET) for _ in range(8))
 
 
 @dataclass
@@ -207,6 +241,8 @@ class SimState:
             self._phones = itertools.count(1)
             self._numbers: dict[str, int] = {}
             self.missing_modules: list[str] = []
+            self.link_codes: dict[str, LinkCode] = {}  # page_id -> its current code
+            self.old_codes: dict[str, str] = {}  # replaced/expired code -> phone (to say "expired")
 
     def set_missing_modules(self, names: list[str]) -> None:
         """Pages loaded from now on lack these ``window.require`` modules (a site update)."""
@@ -235,6 +271,15 @@ class SimState:
                 "missing_modules": list(self.missing_modules),
                 "pairings": pairings,
                 "devices": [d.public() for d in self.devices.values()],
+                "link_codes": [
+                    {
+                        "phone": c.phone,
+                        "code": c.code,
+                        "state": "expired" if c.expired(now) else c.state,
+                        "codes_issued": c.codes_issued,
+                    }
+                    for c in self.link_codes.values()
+                ],
             }
 
     def scan(self, ref: str, phone: str | None, push_name: str | None) -> dict[str, Any]:
@@ -247,20 +292,48 @@ class SimState:
             pairing.advance(self.clock.now())
             if pairing.state != "waiting" or pairing.ref.split(",", 1)[0] != head:
                 raise SimError(410, "ref expired")
-            phone = str(phone) if phone else f"55119{next(self._phones):08d}"
-            number = self._numbers.get(phone, 0) + 1
-            self._numbers[phone] = number
-            device = Device(
-                device_id=secrets.token_hex(8),
-                phone=phone,
-                number=number,
-                push_name=push_name or f"User {phone[-4:]}",
-                token=secrets.token_urlsafe(24),
-            )
-            self.devices[device.device_id] = device
+            device = self._new_device(str(phone) if phone else f"55119{next(self._phones):08d}", push_name)
             pairing.state = "scanned"
             pairing.device_id = device.device_id
-            return {"device_id": device.device_id, "phone": phone, "wid": device.wid}
+            return {"device_id": device.device_id, "phone": device.phone, "wid": device.wid}
+
+    def _new_device(self, phone: str, push_name: str | None) -> Device:
+        """Link a new companion device of ``phone`` (a QR scan and a code entry end the same)."""
+        number = self._numbers.get(phone, 0) + 1
+        self._numbers[phone] = number
+        device = Device(
+            device_id=secrets.token_hex(8),
+            phone=phone,
+            number=number,
+            push_name=push_name or f"User {phone[-4:]}",
+            token=secrets.token_urlsafe(24),
+        )
+        self.devices[device.device_id] = device
+        return device
+
+    def pair(self, phone: str, code: str, push_name: str | None = None) -> dict[str, Any]:
+        """The fake phone of ``phone`` enters ``code`` (``ABCD-EFGH`` or ``ABCDEFGH``).
+
+        The current code a page issued for that phone links it exactly like a QR scan;
+        a code that was replaced or outlived its time is refused (410), any other code
+        too (400, "check the code and try again"), and the page keeps waiting.
+        """
+        with self._lock:
+            phone = str(phone or "")
+            typed = str(code or "").replace("-", "").replace(" ", "").upper()
+            now = self.clock.now()
+            for link in self.link_codes.values():
+                if link.phone != phone or link.code != typed or link.state == "linked":
+                    continue
+                if link.expired(now):
+                    raise SimError(410, "code expired")
+                device = self._new_device(phone, push_name)
+                link.state = "linked"
+                link.device_id = device.device_id
+                return {"device_id": device.device_id, "phone": device.phone, "wid": device.wid}
+            if self.old_codes.get(typed) == phone:
+                raise SimError(410, "code expired")
+            raise SimError(400, "wrong code")
 
     def logout(self, phone: str | None = None, device_id: str | None = None) -> int:
         """Unlink the device(s) of ``phone`` or the one ``device_id``; returns count."""
@@ -407,6 +480,57 @@ class SimState:
             pairing.advance(self.clock.now())
             self._index(pairing)
             return self._pairing_view(pairing)
+
+    def start_link_code(self, page_id: str, phone: str) -> dict[str, Any]:
+        """The page asks for a code to link by phone number (``startAltLinkingFlow``).
+
+        Its QR pairing stops (the page now shows the code); a code it had is replaced.
+        """
+        with self._lock:
+            self.check_online()
+            phone = str(phone or "")
+            if not LINK_PHONE_RE.match(phone):
+                raise SimError(400, "invalid phone number")
+            for pairing in self.pairings.values():
+                if pairing.page_id == page_id and pairing.state == "waiting":
+                    pairing.state = "cancelled"
+            old = self.link_codes.get(page_id)
+            if old is not None and old.state == "linked":
+                raise SimError(409, "already linked")
+            link = LinkCode(page_id=page_id, phone=phone, code=new_link_code(), issued_at=self.clock.now())
+            if old is not None:
+                old.state = "replaced"
+                self.old_codes[old.code] = old.phone
+                link.codes_issued = old.codes_issued + 1
+            self.link_codes[page_id] = link
+            return self._link_view(link)
+
+    def link_code_status(self, page_id: str) -> dict[str, Any]:
+        """The code page's poll: waiting, expired (not renewed in time) or linked."""
+        with self._lock:
+            self.check_online()
+            link = self.link_codes.get(page_id)
+            if link is None:
+                raise SimError(404, "no code for this page")
+            return self._link_view(link)
+
+    def _link_view(self, link: LinkCode) -> dict[str, Any]:
+        now = self.clock.now()
+        view: dict[str, Any] = {
+            "state": "expired" if link.expired(now) else link.state,
+            "code": link.code,
+            "expires_in": link.expires_in(now),
+            "clock_scale": self.clock.scale,
+        }
+        if link.state == "linked" and link.device_id:
+            d = self.devices[link.device_id]
+            view["device"] = {
+                "device_id": d.device_id,
+                "token": d.token,
+                "wid": d.wid,
+                "push_name": d.push_name,
+            }
+        return view
 
     def _index(self, pairing: Pairing) -> None:
         for ref in pairing.refs:

@@ -15,6 +15,11 @@ and runs a small state machine over the :class:`page.Screen` values:
   opened it elsewhere (two workers owning one session would ping-pong forever, and
   a human user would be kicked out silently). The session stops; an operator or the
   API decides to restart it;
+* "Enter code on phone" screen (linking by phone number, :data:`page.PAIR_CODE`) -> no
+  event: the session keeps waiting to be linked; each code the page reports (through
+  the ``onCodeReceivedEvent`` binding, counted by :meth:`PageDriver.code_received`) is a
+  ``pairing_code`` event of the session manager; more than ``qr_max_rotations`` codes
+  without a link -> ``("disconnected", {"reason": "pairing code timeout"})``;
 * offline banner -> logged only, no status change (the site reconnects by itself);
 * once ready, and again in every new document (reload), the message events are
   subscribed (:func:`messaging.install`); a missing WhatsApp Web module ->
@@ -64,6 +69,7 @@ class PageDriver:
         self.linked = False
         self.ready_sent = False
         self._refs: list[str] = []
+        self.codes = 0  # pairing codes the page reported (linking by phone number)
         self._offline = False
         self._authenticated_at = 0.0
         self._storage_sig: str | None = None
@@ -139,9 +145,14 @@ class PageDriver:
         if s.screen == wa.MAIN:
             self._on_main(s)
             return None
-        if s.screen in (wa.QR, wa.QR_IDLE) and self.linked:
+        if s.screen in (wa.QR, wa.QR_IDLE, wa.PAIR_CODE) and self.linked:
             log.info("session %s: logged out from the phone", self.session_id)
             return "logout"
+        if s.screen == wa.PAIR_CODE:
+            if self.codes > self.qr_max_rotations:
+                log.info("session %s: %d pairing codes unused", self.session_id, self.codes - 1)
+                return "pairing code timeout"
+            return None
         if s.screen == wa.QR_IDLE:
             log.info("session %s: QR went idle without a scan", self.session_id)
             return "qr timeout"
@@ -152,6 +163,10 @@ class PageDriver:
                 return "qr timeout"
             self.emit("qr", {"qr": s.ref, "rotation": len(self._refs)})
         return None
+
+    def code_received(self) -> None:
+        """The page issued one more pairing code (the first or a renewal)."""
+        self.codes += 1
 
     def _on_main(self, s: wa.Screen) -> None:
         if not self.linked:

@@ -8,6 +8,7 @@ only consumes :class:`Screen` values produced by :func:`parse_probe`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from string import Template
 from typing import Any
@@ -18,7 +19,8 @@ QR = "qr"
 QR_IDLE = "qr_idle"
 MAIN = "main"
 CONFLICT = "conflict"
-SCREENS = (LOADING, QR, QR_IDLE, MAIN, CONFLICT)
+PAIR_CODE = "pair_code"  # "Enter code on phone": linking by phone number, the QR is gone
+SCREENS = (LOADING, QR, QR_IDLE, MAIN, CONFLICT, PAIR_CODE)
 
 # -- markers ---------------------------------------------------------------------------
 SEL_LOADING = "#initial_startup"
@@ -32,6 +34,8 @@ SEL_MAIN = (
     '[data-icon="intro-md-beta-logo-dark"]',
     "#side",
 )
+# The "Enter code on phone" screen holds the code one character per comma-separated slot.
+SEL_LINK_CODE = "div[data-link-code]"
 SEL_CONFLICT_MODAL = 'div[data-animate-modal-popup="true"]'
 CONFLICT_TEXTS = ("Use here", "open on another computer")
 SEL_OFFLINE = 'span[data-icon="alert-computer"]'
@@ -73,6 +77,7 @@ PROBE_JS = Template("""
     return out;
   }
   if ($main.some((s) => q(s))) { out.screen = 'main'; return out; }
+  if (q($link_code)) { out.screen = 'pair_code'; return out; }
   const qr = q($qr);
   if (qr) {
     if (q($reload)) { out.screen = 'qr_idle'; return out; }
@@ -89,6 +94,7 @@ PROBE_JS = Template("""
     modal=json.dumps(SEL_CONFLICT_MODAL),
     conflict_texts=json.dumps(list(CONFLICT_TEXTS)),
     main=json.dumps(list(SEL_MAIN)),
+    link_code=json.dumps(SEL_LINK_CODE),
     qr=json.dumps(SEL_QR),
     reload=json.dumps(SEL_QR_RELOAD),
     canvas=json.dumps(SEL_QR_CANVAS),
@@ -148,3 +154,103 @@ def parse_probe(raw: Any) -> Screen:
         storage_sig=raw.get("storageSig"),
         hooked=bool(raw.get("hooked")),
     )
+
+
+# -- linking by phone number (an 8-character code instead of a QR) ------------------------
+# Mirrors pedroslopez/whatsapp-web.js:
+# * ``src/util/Injected/AuthStore/AuthStore.js``: ``AuthStore.PairingCodeLinkUtils =
+#   window.require('WAWebAltDeviceLinkingApi')`` and ``AuthStore.AppState =
+#   window.require('WAWebSocketModel').Socket``;
+# * ``src/Client.js`` ``requestPairingCode(phoneNumber, showNotification = true, intervalMs =
+#   180000)``: ``setPairingType('ALT_DEVICE_LINKING')``, ``await initializeAltDeviceLinking()``,
+#   ``startAltLinkingFlow(phoneNumber, showNotification)``; every ``intervalMs`` while
+#   ``AppState.state`` is UNPAIRED or UNPAIRED_IDLE it asks again (``window.codeInterval``) and
+#   hands each code to the exposed function ``onCodeReceivedEvent`` (the first one too).
+PAIRING_MODULE = "WAWebAltDeviceLinkingApi"
+SOCKET_MODULE = "WAWebSocketModel"
+PAIRING_BINDING = "onCodeReceivedEvent"
+PAIRING_TYPE = "ALT_DEVICE_LINKING"
+UNPAIRED_STATES = ("UNPAIRED", "UNPAIRED_IDLE")
+PAIRING_CODE_INTERVAL = 180.0  # seconds: whatsapp-web.js's default renewal, the code's life
+PAIRING_CODE_RE = re.compile(r"^[A-Z0-9]{8}$")
+PAIRING_PHONE_RE = re.compile(r"^[0-9]{8,15}$")
+
+# One difference from whatsapp-web.js: the renewal timer is armed only after the first
+# code came back, so a refused request leaves nothing running in the page, and the
+# refusal comes back as data (an exception crossing evaluate loses its message).
+REQUEST_PAIRING_CODE_JS = Template("""
+async ({phoneNumber, showNotification, intervalMs}) => {
+  const load = (name) => { try { return window.require(name); } catch (e) { return null; } };
+  const PairingCodeLinkUtils = load($module);
+  if (!PairingCodeLinkUtils) return {error: 'module', module: $module};
+  const socket = load($socket);
+  if (!socket || !socket.Socket) return {error: 'module', module: $socket};
+  const AppState = socket.Socket;
+  const onCodeReceivedEvent = window[$binding];
+  if (typeof onCodeReceivedEvent !== 'function') return {error: 'binding'};
+  const getCode = async () => {
+    PairingCodeLinkUtils.setPairingType($type);
+    await PairingCodeLinkUtils.initializeAltDeviceLinking();
+    return PairingCodeLinkUtils.startAltLinkingFlow(phoneNumber, showNotification);
+  };
+  if (window.codeInterval) clearInterval(window.codeInterval); // a new request replaces the old timer
+  let code;
+  try {
+    code = await getCode();
+  } catch (e) {
+    return {error: 'refused', message: String((e && e.message) || e)};
+  }
+  window.codeInterval = setInterval(async () => {
+    if (!$unpaired.includes(AppState.state)) {
+      clearInterval(window.codeInterval);
+      return;
+    }
+    try { onCodeReceivedEvent(await getCode()); } catch (e) { console.error('zaphub: code renewal', e); }
+  }, intervalMs);
+  return {code: await onCodeReceivedEvent(code)};
+}
+""").substitute(
+    module=json.dumps(PAIRING_MODULE),
+    socket=json.dumps(SOCKET_MODULE),
+    binding=json.dumps(PAIRING_BINDING),
+    type=json.dumps(PAIRING_TYPE),
+    unpaired=json.dumps(list(UNPAIRED_STATES)),
+)
+
+
+class PairingError(RuntimeError):
+    """A pairing code could not be had from the page."""
+
+
+class NotWaitingToLink(PairingError):
+    """The session is not on the QR screen of this worker (not waiting to be linked)."""
+
+
+class PairingRefused(PairingError):
+    """The page refused to start linking by phone number (or its module is gone)."""
+
+
+def pairing_code(raw: Any) -> str | None:
+    """The page's code as 8 characters (``"ABCD-EFGH"`` -> ``"ABCDEFGH"``), None if malformed."""
+    if not isinstance(raw, str):
+        return None
+    code = raw.replace("-", "").replace(" ", "").strip().upper()
+    return code if PAIRING_CODE_RE.match(code) else None
+
+
+def parse_pairing_answer(raw: Any) -> str:
+    """The code out of :data:`REQUEST_PAIRING_CODE_JS`'s answer; :class:`PairingRefused` otherwise."""
+    if not isinstance(raw, dict):
+        raise PairingRefused("unexpected answer from the page")
+    if raw.get("error") == "module":
+        raise PairingRefused(f"WhatsApp Web changed: module {raw.get('module')} missing")
+    if raw.get("error") == "binding":
+        raise PairingRefused("the page has no pairing code binding yet; retry")
+    if raw.get("error"):
+        raise PairingRefused(
+            f"the page refused to link by phone number: {raw.get('message') or raw['error']}"
+        )
+    code = pairing_code(raw.get("code"))
+    if code is None:
+        raise PairingRefused("the page answered without a valid pairing code")
+    return code

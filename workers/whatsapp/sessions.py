@@ -29,7 +29,12 @@ session is ready, and they reach ``on_event`` as ``message`` / ``message_ack`` t
 same ordered queue as the session events. :meth:`SessionManager.send_text` and
 :meth:`SessionManager.find_message` drive the page's own modules.
 
-Logs name the session id, never QR text, tokens, login state or message bodies.
+Linking by phone number: :meth:`SessionManager.request_pairing_code` runs
+:data:`page.REQUEST_PAIRING_CODE_JS` on a session waiting on its QR screen; every code the
+page issues (the first and each renewal) comes back through the context's
+``onCodeReceivedEvent`` binding as a ``pairing_code`` event ``{code, phone}``.
+
+Logs name the session id, never QR text, pairing codes, tokens, login state or message bodies.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from workers.whatsapp.messaging import (
     QuotedMessageNotFound,
     SessionNotConnected,
 )
+from workers.whatsapp.page import NotWaitingToLink, PairingError, PairingRefused
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,9 @@ __all__ = [
     "LoginStateError",
     "MessagingError",
     "ModuleMissing",
+    "NotWaitingToLink",
+    "PairingError",
+    "PairingRefused",
     "QuotedMessageNotFound",
     "SessionManager",
     "SessionNotConnected",
@@ -103,6 +112,7 @@ class _Session:
     phone_number: str | None = None
     push_name: str | None = None
     last_error: str | None = None
+    pair_phone: str | None = None  # the phone number codes are being issued for
     failures: int = 0  # consecutive failed (re)launches
     wanted: bool = False  # should be live; False after stop / terminal events
     restarts_begun: int = 0
@@ -241,6 +251,31 @@ class SessionManager:
             self._in_page(session_id, lambda page: messaging.find_message(page, wa_id)), timeout
         )
 
+    def request_pairing_code(
+        self,
+        session_id: str,
+        phone: str,
+        *,
+        show_notification: bool = True,
+        interval: float = wa.PAIRING_CODE_INTERVAL,
+        timeout: float = 30,
+    ) -> str:
+        """Start linking by phone number; returns the 8-character code the phone must enter.
+
+        The session must be waiting on its QR screen (memory status ``qrcode``). The page
+        renews the code every ``interval`` seconds until it is linked; each code (this
+        one included) is also reported as a ``pairing_code`` event ``{code, phone}``.
+        Raises ``ValueError`` for a phone that is not 8-15 digits, ``NotWaitingToLink``,
+        ``PairingRefused`` (both ``PairingError``), ``RuntimeTimeout``.
+        """
+        self._check_id(session_id)
+        phone = str(phone)
+        if not wa.PAIRING_PHONE_RE.match(phone):
+            raise ValueError("phone must be 8 to 15 digits (country code first)")
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        return self.runtime.submit(self._pair(session_id, phone, show_notification, interval), timeout)
+
     def status(self, session_id: str) -> dict[str, Any] | None:
         """Memory status of a session this worker knows, or None."""
         with self._status_lock:
@@ -305,6 +340,9 @@ class SessionManager:
             elif name == "qr":
                 s.status, s.qr = "qrcode", payload.get("qr")
                 s.failures = 0
+            elif name == "pairing_code":
+                # Still waiting to be linked, but no QR is shown any more.
+                s.status, s.qr = "qrcode", None
             elif name == "authenticated":
                 s.status, s.qr, s.failures = "connected", None, 0
             elif name == "ready":
@@ -333,6 +371,43 @@ class SessionManager:
             log.warning("session %s: dropped a malformed %s event from the page: %s", s.session_id, kind, exc)
             return
         self._emit(s, str(kind), payload)
+
+    def _on_pairing_code(self, s: _Session, ctx: BrowserContext, raw: Any) -> str | None:
+        """A code from the page's ``onCodeReceivedEvent`` binding (loop thread); handed back."""
+        if s.context is not ctx:
+            return None  # a context being torn down
+        code = wa.pairing_code(raw)
+        if code is None:
+            log.warning("session %s: dropped a malformed pairing code from the page", s.session_id)
+            return None
+        if s.driver is not None:
+            s.driver.code_received()
+        self._emit(s, "pairing_code", {"code": code, "phone": s.pair_phone})
+        return code
+
+    async def _pair(self, sid: str, phone: str, show_notification: bool, interval: float) -> str:
+        async with self._lock(sid):
+            s = self._sessions.get(sid)
+            page = s.page if s is not None else None
+            if s is None or page is None or s.context is None or s.status != "qrcode":
+                status = s.status if s is not None else "unknown"
+                raise NotWaitingToLink(f"session {sid} is not waiting to be linked (status {status})")
+            previous, s.pair_phone = s.pair_phone, phone
+            args = {
+                "phoneNumber": phone,
+                "showNotification": show_notification,
+                "intervalMs": int(interval * 1000),
+            }
+            try:
+                code = wa.parse_pairing_answer(await page.evaluate(wa.REQUEST_PAIRING_CODE_JS, args))
+            except PairingRefused:
+                s.pair_phone = previous
+                raise
+            except PlaywrightError as exc:
+                s.pair_phone = previous
+                raise PairingRefused(f"session {sid}: page error: {exc.message}") from None
+            log.info("session %s: pairing code issued", sid)
+            return code
 
     async def _in_page(self, sid: str, action: Callable[[Page], Any]) -> Any:
         """Run ``action(page)`` on a connected session's page (loop thread)."""
@@ -415,6 +490,9 @@ class SessionManager:
             # On the context, before the first document: survives reloads and navigations.
             await ctx.expose_binding(
                 messaging.BINDING, lambda source, kind, raw: self._on_page_event(s, ctx, kind, raw)
+            )
+            await ctx.expose_binding(
+                wa.PAIRING_BINDING, lambda source, code: self._on_pairing_code(s, ctx, code)
             )
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             for extra in ctx.pages[1:]:

@@ -18,6 +18,18 @@
  *
  * wa.js links the modules (`__waSimModules.link(env)`) when it shows the main screen
  * and feeds them the messages the server delivers (`ingest`).
+ *
+ * Two modules exist before the page is linked, like on the real site:
+ *   - WAWebSocketModel: `Socket.state` ('OPENING', 'UNPAIRED', 'UNPAIRED_IDLE', 'CONNECTED');
+ *   - WAWebAltDeviceLinkingApi: linking by phone number. whatsapp-web.js
+ *     (pedroslopez/whatsapp-web.js src/util/Injected/AuthStore/AuthStore.js) reaches it as
+ *     `AuthStore.PairingCodeLinkUtils = window.require('WAWebAltDeviceLinkingApi')` and
+ *     src/Client.js requestPairingCode calls `setPairingType('ALT_DEVICE_LINKING')`,
+ *     `await initializeAltDeviceLinking()`, then `startAltLinkingFlow(phoneNumber,
+ *     showNotification)`, which resolves the 8-character code; it renews the code every
+ *     `intervalMs` while `AuthStore.AppState.state` is UNPAIRED or UNPAIRED_IDLE.
+ *     wa.js plugs the landing screen in (`setLinking(env)`), which asks the server for a
+ *     code and shows the "Enter code on phone" screen.
  */
 (() => {
   "use strict";
@@ -187,8 +199,46 @@
   let registry = null;
   let missing = new Set();
 
+  // The connection's state, readable before linking (whatsapp-web.js: AuthStore.AppState).
+  const Socket = new Emitter();
+  Socket.state = "OPENING";
+
+  // Alt-device linking ("Link with phone number"); `linking` is wa.js's landing screen.
+  const PAIRING_TYPES = ["QR_CODE", "ALT_DEVICE_LINKING"];
+  let linking = null;
+  let pairingType = "QR_CODE";
+  let altInitialized = false;
+  const WAWebAltDeviceLinkingApi = {
+    getPairingType: () => pairingType,
+    setPairingType(type) {
+      if (!PAIRING_TYPES.includes(type)) throw new Error(`unknown pairing type ${String(type)}`);
+      pairingType = type;
+    },
+    async initializeAltDeviceLinking() {
+      altInitialized = true;
+    },
+    async initializeQRLinking() {
+      altInitialized = false;
+      pairingType = "QR_CODE";
+    },
+    /** Resolves the 8-character code the phone must enter; rejects when the page cannot link now. */
+    async startAltLinkingFlow(phoneNumber, showNotification) {
+      if (pairingType !== "ALT_DEVICE_LINKING" || !altInitialized) {
+        throw new Error("alt device linking is not initialized");
+      }
+      if (!linking || !["UNPAIRED", "UNPAIRED_IDLE"].includes(Socket.state)) {
+        throw new Error(`cannot link a device now (socket ${Socket.state})`);
+      }
+      const phone = String(phoneNumber == null ? "" : phoneNumber);
+      if (!/^[0-9]{8,15}$/.test(phone)) throw new Error("invalid phone number");
+      return linking.startCode(phone, showNotification !== false);
+    },
+  };
+  const base = { WAWebSocketModel: { Socket }, WAWebAltDeviceLinkingApi };
+
   window.require = (name) => {
-    const mod = registry && !missing.has(name) ? registry[name] : undefined;
+    let mod;
+    if (!missing.has(name)) mod = (registry && registry[name]) || base[name];
     if (mod === undefined) throw new Error(`Requiring unknown module "${name}"`);
     return mod;
   };
@@ -328,6 +378,19 @@
     link,
     unlink() {
       registry = null;
+    },
+    /** The socket state the page is in (UNPAIRED on the landing screen, CONNECTED once linked). */
+    setSocketState(state) {
+      Socket.state = state;
+      Socket.trigger("change:state", Socket, state);
+    },
+    /** env: {startCode(phone, notify) -> Promise<code>} while linking is possible, else null. */
+    setLinking(env) {
+      linking = env;
+      if (!env) {
+        pairingType = "QR_CODE";
+        altInitialized = false;
+      }
     },
     setMissing(names) {
       missing = new Set(names || []);

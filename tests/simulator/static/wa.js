@@ -326,6 +326,8 @@
   }
 
   async function startLanding() {
+    SimModules.setSocketState("UNPAIRED");
+    SimModules.setLinking({ startCode: startCodeFlow });
     const qrBox = h("div", { style: "qr" }, h("span", {}, "Loading…"));
     const my = setScreen(
       h("div", { style: "screen" },
@@ -381,17 +383,67 @@
   }
 
   function showIdle(my, qrBox, ref) {
+    SimModules.setSocketState("UNPAIRED_IDLE");
     const button = h("button", { style: "reload" },
       h("span", { "data-icon": "refresh-large" }, "⟳"), "Click to reload QR code");
     button.addEventListener("click", () => {
       if (my !== epoch) return;
       button.disabled = true;
+      SimModules.setSocketState("UNPAIRED");
       pairingLoop(my, qrBox);
     }, { once: true });
     qrBox.replaceChildren(h("div", { "data-ref": ref }, h("span", { style: "reloadWrap" }, button)));
   }
 
+  // ------------------------------------------------- link with phone number
+  /** startAltLinkingFlow: a new code for ``phone`` from the server, shown instead of the QR. */
+  async function startCodeFlow(phone) {
+    const view = await api("POST", "/api/link-code", { page_id: PAGE_ID, phone });
+    showLinkCode(phone, view);
+    return view.code;
+  }
+
+  function showLinkCode(phone, view) {
+    const code = String(view.code);
+    const status = h("div", { "aria-live": "polite" }, "");
+    const my = setScreen(
+      h("div", { style: "screen" },
+        h("div", { style: "landing" },
+          h("div", {},
+            h("div", { style: "title" }, "Enter code on phone"),
+            h("div", {}, `Linking WhatsApp account +${phone}`),
+            h("ol", {},
+              h("li", {}, "Open WhatsApp on your phone"),
+              h("li", {}, "Tap Menu or Settings and select Linked devices"),
+              h("li", {}, "Tap Link a device, then Link with phone number instead"),
+              h("li", {}, "Enter this code on your phone"))),
+          h("div", {},
+            // The code as the site shows it: two groups of four ("ABCD-EFGH").
+            h("div", { "data-link-code": code.split("").join(","), "aria-label": "Link code" },
+              h("span", {}, code.slice(0, 4)), "-", h("span", {}, code.slice(4))),
+            status)))
+    );
+    codeLoop(my, status);
+  }
+
+  async function codeLoop(my, status) {
+    while (my === epoch) {
+      await sleep(pollMs());
+      if (my !== epoch) return;
+      let view;
+      try {
+        view = await api("GET", `/api/link-code?page_id=${encodeURIComponent(PAGE_ID)}`);
+      } catch (e) {
+        continue; // offline: keep showing the code
+      }
+      if (my !== epoch) return;
+      if (view.state === "linked") return onScanned(view.device);
+      status.textContent = view.state === "expired" ? "Code expired" : "";
+    }
+  }
+
   async function onScanned(device) {
+    SimModules.setLinking(null);
     epoch += 1;
     await storeLogin(device);
     await showSyncing(1000);
@@ -423,6 +475,8 @@
         h("div", { id: "pane-side", style: "pane" }, grid)),
       right);
     const my = setScreen(shell);
+    SimModules.setLinking(null);
+    SimModules.setSocketState("CONNECTED");
     const store = SimModules.link({
       me: info.wid,
       send: (body) => api("POST", "/api/send", { ...creds, page_id: PAGE_ID, ...body }),
