@@ -7,6 +7,7 @@ workers are real processes, and the fake phone scans the QR read from the page i
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -214,3 +215,23 @@ def test_the_language_follows_the_browser_and_the_switch(server, browser, api, t
     expect(english.get_by_role("button", name="Remover")).to_be_visible()
     english.reload()  # the choice stays for the tab (sessionStorage), and so does the token
     expect(english.get_by_role("heading", name="Sessões")).to_be_visible()
+
+
+def test_admin_links_a_session_by_phone_number_from_the_page(server, browser, api, sim, start_worker, tenant):
+    start_worker("w1", **WORKER)
+    api.call("post", "/session", 202, json={"name": "vendas"})
+    api.wait_status("vendas", "QRCODE")
+    page = open_console(browser, server, tenant.admin_token)
+    page.locator("a[href='#/session/vendas']").click()
+    page.locator("#link-mode").click()
+    page.fill("#pairing-phone", PHONE)
+    page.get_by_role("button", name="Get code").click()
+    shown = page.locator("#pairing-code-text")
+    expect(shown).to_have_text(re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$"), timeout=30000)
+    expect(page.locator("#pairing-countdown")).to_contain_text("Expires in")
+    # The fake phone types the code it reads on the page.
+    sim.pair(PHONE, shown.inner_text(), push_name="Loja")
+    expect(page.locator("#session-status")).to_have_attribute("data-status", "CONNECTED", timeout=30000)
+    expect(page.locator("#session-phone")).to_have_text(PHONE)
+    expect(page.locator("#pairing-code-text")).to_have_count(0)
+    assert [d["phone"] for d in sim.state()["devices"]] == [PHONE]
