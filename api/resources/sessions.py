@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from api.auth import admin_required, authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import publisher, state, unit_of_work
+from api.extensions import publisher, unit_of_work
 from api.qr_render import negotiate_qr_format, render_qr
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import (
@@ -26,8 +26,7 @@ from api.schemas.sessions import (
     SessionUpdateSchema,
     SessionWithJobSchema,
 )
-from shared.errors import Conflict
-from shared.jobs import JobStatus
+from shared.models import Job
 from shared.services import maintenance, sessions
 
 blp = Blueprint(
@@ -149,13 +148,10 @@ def pairing_code(data, name: str):
     also a ``session.pairing_code`` event. Waits a few seconds for the worker's answer,
     then answers 202 with the job to follow. Admin only, like the QR.
     """
-    uow = unit_of_work()
-    job = sessions.request_pairing_code(uow, publisher(), company_id(), name, data["phone"])
-    job = sessions.wait_for_job(uow, job.id, state().settings.PAIRING_CODE_WAIT)
-    if job.status == JobStatus.SUCCEEDED.value:
-        return job.result_dict
-    if job.status == JobStatus.FAILED.value:
-        raise Conflict(f"no pairing code for session {name!r}: {job.error}")
-    response = jsonify(JobSchema().dump(job))
-    response.status_code = 202
-    return response
+    answer = sessions.pairing_code(unit_of_work(), publisher(), company_id(), name, data["phone"])
+    if isinstance(answer, Job):
+        # A Response goes out as it is (the 200 schema is not applied to it).
+        response = jsonify(JobSchema().dump(answer))
+        response.status_code = 202
+        return response
+    return answer

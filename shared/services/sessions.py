@@ -19,7 +19,7 @@ from shared import live_state
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.db import renewed_deadline
 from shared.errors import Conflict, NotFound
-from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher
+from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Job, WhatsappSession, Worker
 from shared.services.jobs import enqueue, recent_jobs
 from shared.services.send_queue import SendQueue, send_queue
@@ -288,6 +288,23 @@ def wait_for_job(uow: UnitOfWork, job_id: str, timeout: float, interval: float =
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
+
+
+def pairing_code(
+    uow: UnitOfWork, publisher: JobPublisher, company_id: str, name: str, phone: str
+) -> dict[str, Any] | Job:
+    """Ask for a pairing code and wait ``PAIRING_CODE_WAIT`` for it.
+
+    The code (``{code, phone, expires_at}``) once the worker answered, else the job to
+    follow; a job that failed (the page refused) is a :class:`Conflict` with its error.
+    """
+    job = request_pairing_code(uow, publisher, company_id, name, phone)
+    job = wait_for_job(uow, job.id, uow.settings.PAIRING_CODE_WAIT)
+    if job.status == JobStatus.SUCCEEDED.value:
+        return job.result_dict
+    if job.status == JobStatus.FAILED.value:
+        raise Conflict(f"no pairing code for session {name!r}: {job.error}")
+    return job
 
 
 def current_qr(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSession:
