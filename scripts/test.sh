@@ -15,4 +15,5 @@ if ! pg_ping; then
   pg_ping || { echo "PostgreSQL at $pg_url does not answer: start it or set TEST_POSTGRES_URL" >&2; exit 1; }
 fi
 
-exec .venv/bin/pytest -p no:cacheprovider "$@"
+# The slowest tests are listed at the end: the suite has a time budget (about 15 min on 2 cores).
+exec .venv/bin/pytest -p no:cacheprovider --durations=20 "$@"
