@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: set up everything, migrate, and start web, worker, beat and flower.
+# `make run`: set up everything, migrate, and start web, worker, webhooks, beat and flower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
