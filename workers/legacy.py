@@ -22,10 +22,23 @@ log = logging.getLogger(__name__)
 
 
 def import_on_start(ctx: WorkerContext) -> legacy_import.ImportReport | None:
-    """Run the configured automatic import if no worker did; place imported sessions. Never raises."""
+    """Run the configured automatic import unless done; place imported sessions. Never raises.
+
+    The placement runs on every start, so sessions imported with ``zaphub import-legacy``
+    while no worker ran come back as soon as one starts.
+    """
+    report = _import_once(ctx) if ctx.settings.LEGACY_SESSIONS_FILE else None
+    try:
+        placed = legacy_import.place_imported_sessions(ctx.uow())
+        if placed:
+            log.info("worker %s placed %d imported sessions", ctx.worker_id, len(placed))
+    except Exception:
+        log.exception("placing imported sessions failed")
+    return report
+
+
+def _import_once(ctx: WorkerContext) -> legacy_import.ImportReport | None:
     settings = ctx.settings
-    if not settings.LEGACY_SESSIONS_FILE:
-        return None
     report = None
     sessions_file = Path(settings.LEGACY_SESSIONS_FILE)
     profiles_dir = Path(settings.LEGACY_PROFILES_DIR) if settings.LEGACY_PROFILES_DIR else None
@@ -33,8 +46,13 @@ def import_on_start(ctx: WorkerContext) -> legacy_import.ImportReport | None:
     try:
         key = legacy_import.run_key_for(sessions_file)
         if legacy_import.claim_run(ctx.uow(), key, ctx.worker_id):
-            report = legacy_import.import_file(
-                ctx.uow(), sessions_file, profiles_dir, require_secret_keys(settings)
+            report = legacy_import.import_sessions(
+                ctx.uow(),
+                legacy_import.read_entries(sessions_file),
+                profiles_dir,
+                require_secret_keys(settings),
+                run_key=key,
+                worker_id=ctx.worker_id,
             )
             log.info("worker %s imported the legacy sessions: %s", ctx.worker_id, report.summary())
             for outcome in report.unusable_profiles:
@@ -55,10 +73,4 @@ def import_on_start(ctx: WorkerContext) -> legacy_import.ImportReport | None:
                 legacy_import.release_run(ctx.uow(), key, ctx.worker_id)
             except Exception:
                 log.exception("releasing the legacy import claim failed")
-    try:
-        placed = legacy_import.place_imported_sessions(ctx.uow())
-        if placed:
-            log.info("worker %s placed %d imported sessions", ctx.worker_id, len(placed))
-    except Exception:
-        log.exception("placing imported sessions failed")
     return report

@@ -390,6 +390,8 @@ def import_sessions(
     With ``run_key`` (the automatic import) the run's claim by ``worker_id`` is marked
     finished in the same transaction, so a crash leaves neither half.
     """
+    if profiles_dir is not None and not Path(profiles_dir).is_dir():
+        raise LegacyImportError(f"profiles folder {profiles_dir} does not exist")
     if not dry_run and profiles_dir is not None and not secret_keys:
         raise LegacyImportError("no key to encrypt login states (SECRET_KEYS)")
     wa_url = uow.settings.WA_WEB_URL
@@ -532,8 +534,6 @@ def import_file(
     dry_run: bool = False,
 ) -> ImportReport:
     """Check ``sessions_file`` and import it (see :func:`import_sessions`)."""
-    if profiles_dir is not None and not Path(profiles_dir).is_dir():
-        raise LegacyImportError(f"profiles folder {profiles_dir} does not exist")
     return import_sessions(uow, read_entries(sessions_file), profiles_dir, secret_keys, dry_run=dry_run)
 
 
