@@ -450,7 +450,14 @@ def _import_one(
 ) -> SessionOutcome:
     db = uow.db
     given = profiles_dir is not None
-    status, last_error = _target_state(entry, profile, given)
+    record = db.get(LegacyImport, entry.legacy_id)
+    # A login imported before is only ever replaced by a newer usable profile: a re-run
+    # without --profiles, or after the old folder was cleaned up, must not drop it.
+    kept_login = record is not None and record.profile_digest is not None and not profile.usable
+    digest = record.profile_digest if kept_login else profile.digest
+    status, last_error = _target_state(
+        entry, ProfileCheck(found=True, usable=True) if kept_login else profile, given
+    )
 
     def outcome(action: str, reason: str | None, shown_status: str) -> SessionOutcome:
         return SessionOutcome(
@@ -466,7 +473,6 @@ def _import_one(
             profile_problem=profile.problem,
         )
 
-    record = db.get(LegacyImport, entry.legacy_id)
     session = db.get(WhatsappSession, entry.session_id)
     if record is None and session is not None:
         return outcome("skipped", "a ZapHub session already has this id", session.status)
@@ -475,7 +481,7 @@ def _import_one(
             return outcome("skipped", "removed in ZapHub since its import", "-")
         if not _same_time(session.updated_at, record.session_updated_at):
             return outcome("skipped", "changed in ZapHub since its import", session.status)
-        if record.legacy_updated_at == entry.updated_at_text and record.profile_digest == profile.digest:
+        if record.legacy_updated_at == entry.updated_at_text and record.profile_digest == digest:
             return outcome("skipped", "unchanged since its import", session.status)
     taken = db.scalar(
         select(WhatsappSession.id).where(
@@ -508,16 +514,13 @@ def _import_one(
     session.updated_at = now
     if profile.usable:
         session.auth_state, session.auth_state_updated_at = profile.archive, now
-    elif record is not None and record.profile_digest is not None:
-        # The profile that was imported before is gone or broken now: drop the login it gave.
-        session.auth_state, session.auth_state_updated_at = None, None
     db.flush()
     events.status_change(db, session.id, old_status, status, "imported from the old service")
     if record is None:
         record = LegacyImport(legacy_id=entry.legacy_id, session_id=session.id, company_id=entry.company_id)
         db.add(record)
     record.legacy_updated_at = entry.updated_at_text
-    record.profile_digest = profile.digest if profile.usable else None
+    record.profile_digest = digest
     record.imported_at = now
     # The event numbering above keeps updated_at as it was: ``now`` is what stays.
     record.session_updated_at = now

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -204,6 +205,24 @@ def test_rerun_changes_nothing(settings, tmp_path):
     assert report.count("skipped") == 4 and not report.companies_created
     assert {o.reason for o in report.sessions} == {"unchanged since its import"}
     assert _rows(settings) == before and _counts(settings) == counts
+
+
+def test_rerun_without_profiles_keeps_the_imported_login(settings, tmp_path):
+    profiles = tmp_path / ".wwebjs_auth"
+    make_profile(profiles, VENDAS, settings)
+    _import(settings, FIXTURE, profiles)
+    login = _rows(settings)["vendas"]["auth_state"]
+    assert _import(settings, FIXTURE).count("skipped") == 4
+    entries = _entries()
+    entries[0]["updatedAt"] = "2026-11-28T09:00:00.000Z"
+    shutil.rmtree(profiles / f"session-{VENDAS}")
+    report = _import(settings, _write(tmp_path, entries), profiles)
+    assert report.sessions[0].action == "updated"
+    vendas = _rows(settings)["vendas"]
+    assert vendas["auth_state"] == login and (vendas["status"], vendas["last_error"]) == (
+        "DISCONNECTED",
+        None,
+    )
 
 
 def test_a_newer_legacy_entry_updates_an_untouched_import(settings, tmp_path):
