@@ -1,9 +1,10 @@
-"""The ``zaphub`` admin command line: migrations, companies, users, tokens and keys."""
+"""The ``zaphub`` admin command line: migrations, companies, users, tokens, keys and the legacy import."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,7 +12,7 @@ from shared.config import get_settings
 from shared.errors import ZapHubError
 from shared.migrate import upgrade
 from shared.secrets import SecretKeyError, generate_key, require_secret_keys
-from shared.services import accounts
+from shared.services import accounts, legacy_import
 from shared.services.key_rotation import rotate_login_states, rotate_webhook_secrets
 from shared.uow import UnitOfWork
 
@@ -142,6 +143,55 @@ def keys_rotate(batch_size: int, dry_run: bool) -> None:
         click.echo(f"error: webhook secrets no key decrypts: {', '.join(hooks.failed)}", err=True)
     if report.failed or hooks.failed:
         sys.exit(1)
+
+
+@main.command("import-legacy")
+@click.argument("sessions_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--profiles",
+    "profiles_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the old service's whatsapp-web.js LocalAuth folder (.wwebjs_auth) with session-<id> profiles",
+)
+@click.option("--dry-run", is_flag=True, help="print what would be done; write nothing")
+def import_legacy(sessions_json: Path, profiles_dir: Path | None, dry_run: bool) -> None:
+    """Import the old service's sessions (and their logins) from SESSIONS_JSON.
+
+    One transaction: a bad entry is named and nothing is written (exit 1). Running it
+    again changes nothing; sessions changed in ZapHub since their import are left alone.
+    """
+    settings = get_settings()
+    keys = None
+    if profiles_dir is not None and not dry_run:
+        try:
+            keys = require_secret_keys(settings)
+        except SecretKeyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    try:
+        report = legacy_import.import_file(
+            UnitOfWork(settings), sessions_json, profiles_dir, keys, dry_run=dry_run
+        )
+    except ZapHubError as exc:
+        _fail(exc)
+    prefix = "dry run, nothing written: " if dry_run else ""
+    for company_id in report.companies_created:
+        click.echo(f"{prefix}company {company_id} {'would be ' if dry_run else ''}created")
+    for outcome in report.sessions:
+        click.echo(prefix + outcome.line())
+    counts = report.summary()
+    click.echo(
+        f"{prefix}{counts['created']} created, {counts['updated']} updated, {counts['skipped']} skipped; "
+        f"{counts['companies_created']} companies created; profiles: {counts['profiles_imported']} usable, "
+        f"{counts['profiles_unusable']} unusable"
+    )
+    for outcome in report.unusable_profiles:
+        click.echo(
+            f"warning: profile of {outcome.company_id}/{outcome.name} (legacy id {outcome.legacy_id}) "
+            f"is unusable ({outcome.profile_problem}); "
+            "the session imports DISCONNECTED and must be linked again",
+            err=True,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

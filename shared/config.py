@@ -97,6 +97,10 @@ class Settings:
     EVENTS_STREAM_MAX_SECONDS: float = 3600.0
     # Events (and their deliveries) older than this are purged by cleanup.
     EVENT_RETENTION_DAYS: int = 30
+    # Upgrading from the old NestJS service: its sessions.json and whatsapp-web.js LocalAuth
+    # folder (``.wwebjs_auth``); when set, the first worker to start imports them once.
+    LEGACY_SESSIONS_FILE: str = ""
+    LEGACY_PROFILES_DIR: str = ""
     TESTING: bool = False
 
     @classmethod

@@ -384,3 +384,40 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     response_excerpt: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class LegacyImport(Base):
+    """One session brought over from the old NestJS service, and what was imported.
+
+    Keyed by the legacy id, without a foreign key: a session removed in ZapHub after its
+    import keeps this row, so running the import again does not bring it back.
+    ``session_updated_at`` is the session's ``updated_at`` as the import left it; any
+    later change in ZapHub moves ``updated_at`` past it and the import leaves it alone.
+    """
+
+    __tablename__ = "legacy_imports"
+
+    legacy_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(32), unique=True)
+    company_id: Mapped[str] = mapped_column(String(32))
+    # The entry's ``updatedAt`` text as the old service wrote it.
+    legacy_updated_at: Mapped[str] = mapped_column(String(64))
+    # sha256 of the profile's storage files, or None when no usable login was imported.
+    profile_digest: Mapped[str | None] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    session_updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LegacyImportRun(Base):
+    """A claim on (and the record of) one automatic import, so only one worker runs it.
+
+    ``key`` names the file by its content digest: the same file is imported once.
+    """
+
+    __tablename__ = "legacy_import_runs"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[str | None] = mapped_column(Text)

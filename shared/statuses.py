@@ -51,3 +51,25 @@ def to_memory(status: SessionStatus | str) -> MemoryStatus:
 def to_database(status: MemoryStatus | str) -> SessionStatus:
     """Map a worker-memory status (enum or its string) to the database status."""
     return MEMORY_TO_DATABASE[MemoryStatus(status)]
+
+
+# The old NestJS service (whatsapp-web.js) stored lowercase statuses; ``zaphub import-legacy``
+# maps them here. Its five main ones are our memory statuses; the rest are the names it
+# used for whatsapp-web.js events (``qr``, ``authenticated``, ``ready``, ``auth_failure``…).
+LEGACY_TO_DATABASE: dict[str, SessionStatus] = {
+    **{memory.value: database for memory, database in MEMORY_TO_DATABASE.items()},
+    "initializing": SessionStatus.CONNECTING,
+    "loading": SessionStatus.CONNECTING,
+    "qr": SessionStatus.QRCODE,
+    "authenticated": SessionStatus.CONNECTED,
+    "ready": SessionStatus.CONNECTED,
+    "auth_failure": SessionStatus.ERROR,
+    "failed": SessionStatus.ERROR,
+    "logged_out": SessionStatus.DISCONNECTED,
+    "destroyed": SessionStatus.DISCONNECTED,
+}
+
+
+def from_legacy(status: str) -> SessionStatus:
+    """Map a status of the old service to the database status; ``KeyError`` if unknown."""
+    return LEGACY_TO_DATABASE[status]

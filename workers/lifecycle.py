@@ -23,6 +23,7 @@ from shared.webhooks import dispatch as webhook_dispatch
 from workers.celery_app import app as celery_app
 from workers.context import WorkerContext, current, install
 from workers.heartbeat import Periodic, start_background
+from workers.legacy import import_on_start
 from workers.maintenance import reconcile
 
 # Exit status of a worker that refused to start because its id is taken.
@@ -48,6 +49,7 @@ def on_worker_init(**_kwargs) -> None:
         interrupted = fail_interrupted_jobs(ctx.uow(), ctx.worker_id)
         if interrupted:
             log.warning("worker %s: %d interrupted jobs marked failed", ctx.worker_id, interrupted)
+        import_on_start(ctx)  # sessions of the old service, before anything restores sessions
         _background.extend(start_background(ctx))
     except worker_services.WorkerIdInUse as exc:
         log.error("worker refused to start: %s", exc)
