@@ -13,6 +13,7 @@ from api.docs import register_docs
 from api.errors import register_error_handlers
 from api.extensions import ZapHubState, smorest_api
 from api.json_body import StrictJSONProvider
+from api.metrics import register_metrics
 from api.request import BoundedRequest
 from api.resources import register_blueprints
 from shared.celery_factory import broker_ping, create_celery
@@ -66,5 +67,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_docs(app)
     register_console(app)
+    register_metrics(app)
     logging.getLogger(__name__).info("api ready (database %s)", settings.DATABASE_URL.split(":")[0])
     return app

@@ -21,6 +21,8 @@ the modules that have some make them on first use or use context variables
 ``tests/faults/test_event_stream_serving.py`` runs this config for real.
 """
 
+import os
+
 workers = 2
 # Concurrent connections (SSE streams included) per worker.
 worker_connections = 1000
@@ -31,3 +33,26 @@ accesslog = "-"
 # One default control socket path per user: a second instance on the machine (or a
 # test run) would take it over. Older gunicorn versions ignore this setting.
 control_socket_disable = True
+
+
+# Metrics (GET /metrics): with PROMETHEUS_MULTIPROC_DIR set, each worker writes its own
+# metrics to files there and a scrape merges them all (prometheus_client's multiprocess
+# mode). The hooks keep the folder right; prometheus_client is imported inside them so
+# that loading this config stays light (gunicorn's master imports it before forking).
+def on_starting(server) -> None:
+    """Empty the multiprocess folder: files of a previous run would be counted again."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker) -> None:
+    """A worker died: its live gauges must stop counting (its counters are kept)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

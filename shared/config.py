@@ -72,6 +72,11 @@ class Settings:
     FLOWER_BASIC_AUTH: str = ""
     FLOWER_ADDRESS: str = "127.0.0.1"
     PAGE_SIZE_MAX: int = 100
+    # GET /metrics: a bearer token of its own; unset, only loopback clients may scrape.
+    METRICS_TOKEN: str = ""
+    # gunicorn: a folder (emptied at start) where each worker keeps its own metrics for
+    # the others to merge (prometheus_client's multiprocess mode); unset, one process's.
+    PROMETHEUS_MULTIPROC_DIR: str = ""
     # Sends of one session leave at most this many a minute, each a little later at random.
     SEND_RATE_PER_MINUTE: float = 30.0
     SEND_JITTER_SECONDS: float = 0.5

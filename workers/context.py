@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared import live_state
+from shared import live_state, worker_stats
 from shared.config import Settings
 from shared.secrets import secret_keys
 from shared.services import inbox, session_events
@@ -77,6 +78,9 @@ class WorkerContext:
         self._stopping = threading.Event()
         # Random per process, set by register(); never logged.
         self.lease_token: str | None = None
+        # Sessions being started from stored login state: when the start began (metrics).
+        # Only the dispatcher thread touches it.
+        self._restoring: dict[str, float] = {}
 
     def register(self) -> None:
         """Take this worker id's lease for this process (raises ``WorkerIdInUse``)."""
@@ -156,6 +160,9 @@ class WorkerContext:
         database the later events wait behind it and order holds. Message events go
         to the message store through the same retry path.
         """
+        self._observe_restore(session_id, event, payload)
+        if event == "restore_failed":
+            return  # a metrics signal only: the start job reports the failure itself
         if event in MESSAGE_WRITES:
             write = MESSAGE_WRITES[event]
             self._until_stored(
@@ -175,6 +182,32 @@ class WorkerContext:
         )
         if applied and event == "ready":
             self._save_in_background(session_id)
+
+    def _observe_restore(self, session_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Time starts from stored login state for the metrics (``shared.worker_stats``).
+
+        A restore begins with ``connecting`` marked ``restore`` and succeeds at ``ready``;
+        a QR (it came back unlinked), an auth failure or a disconnect first is a failure.
+        A failover is such a restore of a session whose previous owner died.
+        """
+        if event == "connecting":
+            if payload.get("restore"):
+                self._restoring[session_id] = time.monotonic()
+            return
+        if event == "restore_failed":
+            started = time.monotonic()
+        elif event in ("ready", "qr", "pairing_code", "auth_failure", "disconnected"):
+            started = self._restoring.pop(session_id, None)
+        else:
+            return
+        if started is None:
+            return
+        ok = event == "ready"
+        seconds = time.monotonic() - started
+        worker_stats.record_restore(self.settings, self.worker_id, seconds, ok)
+        since_orphaned = worker_stats.take_failover_pending(self.settings, session_id)
+        if since_orphaned is not None:
+            worker_stats.record_failover(self.settings, self.worker_id, since_orphaned, ok)
 
     def _until_stored(self, session_id: str, what: str, write: Callable[[int], T]) -> T | None:
         """Run the fenced ``write(epoch)`` until the database answers.
@@ -239,6 +272,7 @@ class WorkerContext:
             archive = self.manager.snapshot(session_id, timeout=self.settings.BROWSER_TIMEOUT)
         except Exception as exc:  # a crash mid-snapshot: the next save will catch up
             log.warning("session %s: login state not saved: %s", session_id, exc)
+            worker_stats.record_login_state_save(self.settings, self.worker_id, ok=False)
             return False
         return bool(self.store_login_state(session_id, archive))
 
@@ -254,9 +288,12 @@ class WorkerContext:
             )
 
         if patient:
-            return bool(self._until_stored(session_id, "login state", write))
-        epoch = self.epoch_of(session_id)
-        return epoch is not None and write(epoch)
+            saved = bool(self._until_stored(session_id, "login state", write))
+        else:
+            epoch = self.epoch_of(session_id)
+            saved = epoch is not None and write(epoch)
+        worker_stats.record_login_state_save(self.settings, self.worker_id, ok=saved)
+        return saved
 
     def save_all_login_states(self) -> int:
         """Save the login state of every connected session; returns how many were saved."""

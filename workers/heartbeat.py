@@ -15,6 +15,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from shared.worker_stats import publish_worker_stats
+from workers.browser.memory import chromium_memory
 from workers.context import WorkerContext
 from workers.maintenance import reconcile
 
@@ -54,6 +56,8 @@ def start_background(ctx: WorkerContext) -> list[Periodic]:
         if not ctx.heartbeat():
             lose_lease(ctx)
         ctx.publish_live_state(ttl=settings.HEARTBEAT_INTERVAL * 3)
+        # For GET /metrics; expires a few leases after this worker stops beating.
+        publish_worker_stats(settings, ctx.worker_id, **chromium_memory(settings.SESSIONS_DIR))
 
     def housekeeping() -> None:
         reconcile(ctx)

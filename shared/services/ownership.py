@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from shared import worker_stats
 from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.db import seconds_since_outage
 from shared.jobs import JobKind, JobPublisher, JobStatus
@@ -292,6 +293,8 @@ def requeue_orphans(
             session.worker_id,
             job.id,
         )
+        # The restoring worker ends the failover and times it from here (GET /metrics).
+        worker_stats.mark_failover_pending(uow.settings, session.id)
         requeued.append((session, job.id))
     return requeued
 

@@ -447,15 +447,23 @@ class SessionManager:
             await self._start_locked(s, blob, tag)
 
     async def _start_locked(self, s: _Session, blob: bytes | None, tag: str | None) -> None:
+        restoring = False
         if self._reusable(s, tag):
             log.info("session %s: reusing its live profile folder", s.session_id)
         elif blob is not None:
-            await self._restore(s, blob)
+            try:
+                await self._restore(s, blob)
+            except LoginStateError as exc:
+                # Not a database write: tells the worker's metrics a restore failed.
+                self._emit(s, "restore_failed", {"reason": str(exc)})
+                raise
+            restoring = True
         if tag is not None:
             await asyncio.to_thread(self._write_tag, s, tag)
         s.wanted = True
         s.failures = 0
-        self._emit(s, "connecting", {})
+        # ``restore`` marks a start from stored login state (the worker times it until ``ready``).
+        self._emit(s, "connecting", {"restore": True} if restoring else {})
         try:
             await self._launch(s)
         except BaseException as exc:  # also a cancelled (timed out) start
