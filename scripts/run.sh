@@ -13,6 +13,9 @@ if [[ -z "${SECRET_KEYS:-}${SECRET_KEY:-}" ]] \
     echo "!!! (a new key: .venv/bin/zaphub keys generate)"
 fi
 .venv/bin/zaphub db upgrade
+# gunicorn runs several workers: their own metrics meet in this folder (prometheus_client's
+# multiprocess mode; gunicorn empties it when it starts).
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/.zaphub/prometheus}"
 echo "API on http://127.0.0.1:8000 (Swagger UI at /docs), Flower on http://127.0.0.1:5555"
 # The Procfile's commands (gunicorn, celery, python) come from the virtual environment.
 export PATH="$PWD/.venv/bin:$PATH"
