@@ -126,7 +126,7 @@ class SessionStatsSchema(Schema):
 class WorkerCleanupSchema(Schema):
     """One worker's part of a cleanup (the result of its ``worker_cleanup`` job)."""
 
-    job_id = fields.String(dump_only=True)
+    worker_id = fields.String(dump_only=True)
     status = fields.String(dump_only=True, metadata={"description": "succeeded or failed"})
     error = fields.String(dump_only=True, allow_none=True)
     profile_folders_removed = fields.Integer(dump_only=True)

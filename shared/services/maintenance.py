@@ -182,22 +182,22 @@ def fan_out_worker_cleanups(
     """
     with uow:
         workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
-    children = {
-        worker_id: enqueue(
-            uow,
-            publisher,
-            kind=JobKind.WORKER_CLEANUP,
-            queue=queue_for_worker(worker_id),
-            company_id=company_id,
-            params={
-                "company_id": company_id,
-                "dry_run": dry_run,
-                "parent_id": parent_id,
-                "worker_id": worker_id,
-            },
-        ).id
-        for worker_id in workers
-    }
+    children: dict[str, str] = {}
+    for worker_id in workers:
+        with uow:
+            children[worker_id] = enqueue(
+                uow,
+                publisher,
+                kind=JobKind.WORKER_CLEANUP,
+                queue=queue_for_worker(worker_id),
+                company_id=company_id,
+                params={
+                    "company_id": company_id,
+                    "dry_run": dry_run,
+                    "parent_id": parent_id,
+                    "worker_id": worker_id,
+                },
+            ).id
     log.info(
         "cleanup%s for company %s fanned out to workers %s",
         " (dry run)" if dry_run else "",
@@ -214,7 +214,8 @@ def gather_worker_cleanups(
 
     Returns the sums of :data:`LOCAL_METRICS`, ``workers`` (each worker's own result, or
     its error when its part failed) and ``workers_unanswered`` (live workers whose part
-    had not finished in time; their counts are not in the sums).
+    had not finished in time; their counts are not in the sums). The rows of the children
+    that answered are deleted: what they said is in the returned result.
     """
     deadline = time.monotonic() + max(timeout, 0.0)
     budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
@@ -236,12 +237,19 @@ def gather_worker_cleanups(
         if job is None or job.status not in FINISHED_JOB_STATUSES:
             unanswered.append(worker_id)
         elif job.status == JobStatus.FAILED.value:
-            detail[worker_id] = {"job_id": job_id, "status": job.status, "error": job.error}
+            detail[worker_id] = {"status": job.status, "error": job.error}
         else:
             result = job.result_dict or {}
-            detail[worker_id] = {"job_id": job_id, "status": job.status, **result}
+            detail[worker_id] = {"status": job.status, **result}
             for name in LOCAL_METRICS:
                 sums[name] += int(result.get(name, 0))
+    answered = [children[worker_id] for worker_id in detail]
+    if answered:
+        # Their results now live in the cleanup's own result (or the dry-run answer): the
+        # child rows would only pile up (a dry run per GET). Late ones stay until retention.
+        with renewed_deadline(budget), uow:
+            uow.db.execute(delete(Job).where(Job.id.in_(answered)))
+            uow.commit()
     if unanswered:
         log.warning("cleanup: workers %s did not answer within %.1fs", unanswered, timeout)
     return {**sums, "workers": detail, "workers_unanswered": unanswered}
