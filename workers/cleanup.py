@@ -159,6 +159,10 @@ def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:
 def apply_local(ctx: WorkerContext, plan: LocalPlan, company_id: str | None) -> None:
     """Carry out a local plan: leftover browsers first (they hold folders and locks), then the rest."""
     grace = ctx.settings.CLEANUP_KILL_GRACE
+    # The plan is a moment old: a session may have been started on one of its folders since.
+    # Whatever became busy is dropped from the plan (and so from the counts), never touched.
+    busy = _busy_ids(ctx)
+    plan.zombies = {pid: f for pid, f in plan.zombies.items() if Path(f).name not in busy}
     for pid, folder in plan.zombies.items():
         log.warning(
             "worker %s cleanup (company %s): killing leftover Chromium %d on %s",
@@ -168,6 +172,14 @@ def apply_local(ctx: WorkerContext, plan: LocalPlan, company_id: str | None) -> 
             folder,
         )
         kill_browser(pid, folder, grace)
+    busy = _busy_ids(ctx)
+    running = {os.path.abspath(f) for f in browser_processes().values()}
+    plan.stale_locks = [
+        lock
+        for lock in plan.stale_locks
+        if lock.parent.name not in busy and os.path.abspath(lock.parent) not in running
+    ]
+    plan.stray_folders = [folder for folder in plan.stray_folders if folder.name not in busy]
     for lock in plan.stale_locks:
         try:
             lock.unlink()

@@ -177,8 +177,9 @@ def fan_out_worker_cleanups(
 ) -> dict[str, str]:
     """Enqueue one ``worker_cleanup`` job on the own queue of every live worker: worker id → job id.
 
-    Each child is its own committed job (readable with ``GET /jobs/<id>`` by the
-    company), so one worker's dead queue never holds back the others.
+    Each child is committed and published on its own, so one worker's dead queue never
+    holds back the others; it carries its worker's id, so a copy moved to ``control`` by
+    sync is refused rather than run on another worker's disk.
     """
     with uow:
         workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
