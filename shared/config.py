@@ -55,6 +55,14 @@ class Settings:
     CLEANUP_RETENTION_DAYS: int = 30
     # Jobs stuck in queued/running longer than this are failed by cleanup.
     JOB_STALE_SECONDS: float = 3600.0
+    # Finished jobs (succeeded/failed) older than this are deleted by cleanup.
+    JOB_RETENTION_DAYS: int = 30
+    # A cleanup job waits this long for every live worker's part (then reports who did not answer);
+    # the dry run (GET /session/cleanup) waits CLEANUP_PREVIEW_WAIT for the workers' dry-run parts.
+    CLEANUP_WORKER_WAIT: float = 30.0
+    CLEANUP_PREVIEW_WAIT: float = 5.0
+    # A leftover Chromium gets SIGTERM, then SIGKILL after this many seconds.
+    CLEANUP_KILL_GRACE: float = 3.0
     BROKER_TIMEOUT: float = 3.0
     # Database timeouts: connect, each statement (client- and server-side), pool checkout.
     DB_CONNECT_TIMEOUT: float = 3.0

@@ -25,6 +25,8 @@ class JobKind(enum.StrEnum):
     STOP = "stop"
     REMOVE = "remove"
     CLEANUP = "cleanup"
+    # One worker's part of a cleanup (its local folders, browsers, locks), on its own queue.
+    WORKER_CLEANUP = "worker_cleanup"
     SYNC = "sync"
     SEND = "send"
     PAIR = "pair"
@@ -47,6 +49,7 @@ TASK_NAMES: dict[JobKind, str] = {
     JobKind.STOP: "zaphub.session.stop",
     JobKind.REMOVE: "zaphub.session.remove",
     JobKind.CLEANUP: "zaphub.maintenance.cleanup",
+    JobKind.WORKER_CLEANUP: "zaphub.maintenance.worker_cleanup",
     JobKind.SYNC: "zaphub.maintenance.sync",
     JobKind.SEND: "zaphub.message.send",
     JobKind.PAIR: "zaphub.session.pair",

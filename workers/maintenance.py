@@ -1,18 +1,16 @@
-"""Worker-side housekeeping: reconcile memory with the database, sync, cleanup.
+"""Worker-side housekeeping: reconcile memory with the database, and sync.
 
 ``reconcile`` runs in every worker on a timer (and once at start, to restore the
-sessions it owns); ``sync`` and ``cleanup`` run as jobs on the ``control`` queue.
+sessions it owns); ``sync`` runs as a job on the ``control`` queue. Cleanup lives in
+:mod:`workers.cleanup`.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
 from shared.jobs import JobPublisher
-from shared.services import maintenance as maintenance_services
 from shared.services import session_events
 from shared.services.ownership import (
     fail_stranded_jobs,
@@ -25,7 +23,6 @@ from shared.services.ownership import (
 from shared.statuses import to_database
 from workers.context import WorkerContext
 from workers.runner import profile_tag
-from workers.whatsapp.sessions import SESSION_ID_RE
 
 log = logging.getLogger(__name__)
 
@@ -132,24 +129,3 @@ def _sync_result(**values: Any) -> dict[str, Any]:
     }
     result.update(values)
     return result
-
-
-def cleanup(ctx: WorkerContext, company_id: str | None) -> dict[str, Any]:
-    """Apply the cleanup plan, and remove local profile folders nobody here runs."""
-    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
-    metrics["profile_folders_removed"] = remove_stray_profiles(ctx) if company_id is None else 0
-    return metrics
-
-
-def remove_stray_profiles(ctx: WorkerContext) -> int:
-    """Delete profile folders of sessions this worker neither runs nor owns."""
-    root = Path(ctx.settings.SESSIONS_DIR)
-    if not root.is_dir():
-        return 0
-    keep = set(ctx.tracked()) | set(ctx.manager.live_ids())
-    removed = 0
-    for folder in root.iterdir():
-        if folder.is_dir() and SESSION_ID_RE.match(folder.name) and folder.name not in keep:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed

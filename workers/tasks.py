@@ -7,14 +7,17 @@ primitive ids, and is idempotent: a redelivered job that already finished is a n
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from shared.config import CONTROL_QUEUE
 from shared.jobs import CeleryPublisher, JobKind
 from shared.services import jobs as job_services
 from shared.services import maintenance as maintenance_services
+from workers import cleanup as cleanup_work
 from workers import maintenance
 from workers.celery_app import app
-from workers.context import current
+from workers.context import WorkerContext, current
 from workers.runner import JobNotVisible, run_session_job
 from workers.sending import SendLater, run_send_job
 
@@ -86,7 +89,8 @@ def send_message(self, job_id: str, failures: int = 0) -> None:
         ) from None
 
 
-def _run_maintenance(job_id: str, work) -> None:
+def _run_maintenance(job_id: str, work: Callable[[WorkerContext, dict[str, Any]], dict[str, Any]]) -> None:
+    """Run a maintenance job: ``work`` gets the worker context and the job's parameters."""
     ctx = current()
     job = job_services.start_job(ctx.uow(), job_id, ctx.worker_id)
     if job is None:
@@ -94,7 +98,7 @@ def _run_maintenance(job_id: str, work) -> None:
     if job.status != "running":
         return
     try:
-        result = work(ctx, job.params_dict.get("company_id"))
+        result = work(ctx, job.params_dict)
     except Exception as exc:
         log.exception("job %s (%s) failed", job_id, job.kind)
         job_services.fail_job(ctx.uow(), job_id, f"{type(exc).__name__}: {exc}")
@@ -106,14 +110,40 @@ def _run_maintenance(job_id: str, work) -> None:
 
 @app.task(name="zaphub.maintenance.cleanup", **RETRY)
 def cleanup(job_id: str) -> None:
-    """Purge old inactive sessions, fail abandoned jobs, clear stale QR codes."""
-    _run_maintenance(job_id, maintenance.cleanup)
+    """Purge old sessions, jobs and events, fail abandoned jobs, clear stale QR codes, then
+    have every live worker clean up its own disk and processes (see :mod:`workers.cleanup`).
+    """
+    _run_maintenance(
+        job_id,
+        lambda ctx, params: cleanup_work.cleanup(
+            ctx, _publisher(), params.get("company_id"), parent_id=job_id
+        ),
+    )
+
+
+@app.task(name="zaphub.maintenance.worker_cleanup", **RETRY)
+def worker_cleanup(job_id: str) -> None:
+    """One worker's part of a cleanup or of its dry run: stray folders, leftover browsers, stale locks.
+
+    Published on ``worker.<id>``; a copy that reached another worker (sync republishes a
+    dead worker's queued job on ``control``) fails instead of cleaning the wrong disk.
+    """
+
+    def work(ctx: WorkerContext, params: dict[str, Any]) -> dict[str, Any]:
+        meant_for = params.get("worker_id")
+        if meant_for not in (None, ctx.worker_id):
+            raise RuntimeError(f"meant for worker {meant_for}, not {ctx.worker_id}")
+        return cleanup_work.local_cleanup(ctx, params.get("company_id"), dry_run=bool(params.get("dry_run")))
+
+    _run_maintenance(job_id, work)
 
 
 @app.task(name="zaphub.maintenance.sync", **RETRY)
 def sync(job_id: str) -> None:
     """Re-place sessions of dead workers and reconcile memory with the database."""
-    _run_maintenance(job_id, lambda ctx, company_id: maintenance.sync(ctx, _publisher(), company_id))
+    _run_maintenance(
+        job_id, lambda ctx, params: maintenance.sync(ctx, _publisher(), params.get("company_id"))
+    )
 
 
 def _scheduled(kind: JobKind) -> str:

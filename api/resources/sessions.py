@@ -62,13 +62,17 @@ def stats():
 class Cleanup(MethodView):
     @blp.response(200, CleanupPreviewSchema)
     def get(self):
-        """What a cleanup would do now (dry run)."""
-        return maintenance.cleanup_preview(unit_of_work(), company_id())
+        """What a cleanup would do now (dry run), on the database and on every live worker.
+
+        Each live worker is asked for its local plan and answers within
+        ``CLEANUP_PREVIEW_WAIT`` seconds; ``workers_unanswered`` names those that did not.
+        """
+        return maintenance.cleanup_preview(unit_of_work(), company_id(), publisher())
 
     @admin_required
     @blp.response(202, JobSchema)
     def post(self):
-        """Run a cleanup; the job's result holds the metrics."""
+        """Run a cleanup; the job's result holds the metrics (summed over workers, and per worker)."""
         return maintenance.request_cleanup(unit_of_work(), publisher(), company_id())
 
 

@@ -123,6 +123,20 @@ class SessionStatsSchema(Schema):
     by_worker = fields.Dict(keys=fields.String(), values=fields.Integer(), dump_only=True)
 
 
+class WorkerCleanupSchema(Schema):
+    """One worker's part of a cleanup (the result of its ``worker_cleanup`` job)."""
+
+    worker_id = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": "succeeded or failed"})
+    error = fields.String(dump_only=True, allow_none=True)
+    profile_folders_removed = fields.Integer(dump_only=True)
+    browsers_killed = fields.Integer(dump_only=True)
+    stale_locks_removed = fields.Integer(dump_only=True)
+    profile_folders = fields.List(fields.String(), dump_only=True)
+    browser_pids = fields.List(fields.Integer(), dump_only=True)
+    stale_locks = fields.List(fields.String(), dump_only=True, metadata={"description": "folder/file"})
+
+
 class CleanupPreviewSchema(Schema):
     dry_run = fields.Boolean(dump_only=True)
     sessions_to_purge = fields.Integer(dump_only=True)
@@ -135,6 +149,31 @@ class CleanupPreviewSchema(Schema):
     events_purged = fields.Integer(
         dump_only=True,
         metadata={"description": "events older than EVENT_RETENTION_DAYS, with their deliveries"},
+    )
+    jobs_purged = fields.Integer(
+        dump_only=True, metadata={"description": "finished jobs older than JOB_RETENTION_DAYS"}
+    )
+    profile_folders_removed = fields.Integer(
+        dump_only=True, metadata={"description": "profile folders of no session a worker owns (all workers)"}
+    )
+    browsers_killed = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Chromium processes no live browser context owns (all workers)"},
+    )
+    stale_locks_removed = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Singleton* lock files in profiles with no running Chromium (all workers)"},
+    )
+    workers = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(WorkerCleanupSchema),
+        dump_only=True,
+        metadata={"description": "each live worker's part, by worker id"},
+    )
+    workers_unanswered = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "live workers that did not answer within CLEANUP_PREVIEW_WAIT"},
     )
 
 

@@ -2,23 +2,40 @@
 
 A cleanup plan is computed the same way for the dry run (``GET /session/cleanup``)
 and for the real run, so the preview tells exactly what the job will do.
+
+A cleanup has two halves. The database half (old sessions, stale jobs and QR codes,
+old jobs and events) runs once, in the cleanup job on the ``control`` queue. The local
+half (profile folders, leftover Chromium processes, stale profile locks) can only be
+done by the worker whose disk and processes they are, so the cleanup job fans out one
+``worker_cleanup`` child job per live worker, on that worker's own queue
+``worker.<id>``, and waits up to ``CLEANUP_WORKER_WAIT`` for them: its result sums the
+workers' counts and keeps each worker's detail, and names the live workers that did
+not answer in time. The control job (not the API) fans out, so beat's global cleanup
+reaches every worker exactly like a company's.
+
+The dry run fans out the same child jobs with ``dry_run`` and waits (in the request)
+up to ``CLEANUP_PREVIEW_WAIT``: its local numbers are each worker's plan at the moment
+it answered, never older, computed by the very code that the real run applies.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, not_, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from shared.config import CONTROL_QUEUE, Settings
-from shared.jobs import JobKind, JobPublisher, JobStatus
+from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
+from shared.db import renewed_deadline
+from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Company, Event, Job, WhatsappSession, utcnow
 from shared.services import events
 from shared.services.jobs import enqueue
+from shared.services.workers import live_workers
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
 
@@ -37,6 +54,10 @@ class CleanupPlan:
     # Events older than EVENT_RETENTION_DAYS (their deliveries and attempts go with them).
     old_events: int = 0
     event_cutoff: datetime | None = None
+    # Finished jobs older than JOB_RETENTION_DAYS (beat's no-op runs are counted above, not here).
+    old_jobs: int = 0
+    job_cutoff: datetime | None = None
+    beat_cutoff: datetime | None = None
 
     def metrics(self) -> dict[str, Any]:
         """Counts and names, suitable for a job result or a dry-run answer."""
@@ -47,6 +68,7 @@ class CleanupPlan:
             "stale_qr_codes": len(self.stale_qr_sessions),
             "beat_jobs_purged": len(self.beat_job_ids),
             "events_purged": self.old_events,
+            "jobs_purged": self.old_jobs,
         }
 
 
@@ -93,15 +115,158 @@ def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> C
             Event.created_at < event_cutoff
         )
     )
+    old_job_cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
+    old_jobs = db.scalar(
+        _scoped(select(func.count()).select_from(Job), Job, company_id).where(
+            *_old_jobs(old_job_cutoff, beat_cutoff)
+        )
+    )
     return CleanupPlan(
-        list(purge), list(stale_jobs), list(stale_qr), list(beat_jobs), old_events or 0, event_cutoff
+        list(purge),
+        list(stale_jobs),
+        list(stale_qr),
+        list(beat_jobs),
+        old_events or 0,
+        event_cutoff,
+        old_jobs or 0,
+        old_job_cutoff,
+        beat_cutoff,
     )
 
 
-def cleanup_preview(uow: UnitOfWork, company_id: str) -> dict[str, Any]:
-    """What a cleanup of the company would do now (nothing is changed)."""
+def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
+    """Conditions of a finished job past its retention, other than a beat no-op run purged already.
+
+    Unfinished jobs are never deleted (stale ones are failed first and go a retention later).
+    """
+    return (
+        Job.status.in_(sorted(FINISHED_JOB_STATUSES)),
+        Job.finished_at < cutoff,
+        not_(and_(Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff)),
+    )
+
+
+# The counts each worker's part of a cleanup reports; the cleanup result holds their sums.
+LOCAL_METRICS: tuple[str, ...] = ("profile_folders_removed", "browsers_killed", "stale_locks_removed")
+
+
+def cleanup_preview(
+    uow: UnitOfWork, company_id: str, publisher: JobPublisher | None = None
+) -> dict[str, Any]:
+    """What a cleanup of the company would do now (nothing is changed).
+
+    With a ``publisher`` every live worker is asked for its local plan too (a
+    ``worker_cleanup`` job with ``dry_run``), waiting at most ``CLEANUP_PREVIEW_WAIT``;
+    without one only the database side is planned.
+    """
     with uow:
-        return {"dry_run": True, **plan_cleanup(uow.db, uow.settings, company_id).metrics()}
+        preview = {"dry_run": True, **plan_cleanup(uow.db, uow.settings, company_id).metrics()}
+    if publisher is None:
+        return preview
+    children = fan_out_worker_cleanups(uow, publisher, company_id, dry_run=True)
+    return preview | gather_worker_cleanups(uow, children, uow.settings.CLEANUP_PREVIEW_WAIT)
+
+
+def fan_out_worker_cleanups(
+    uow: UnitOfWork,
+    publisher: JobPublisher,
+    company_id: str | None,
+    *,
+    dry_run: bool,
+    parent_id: str | None = None,
+) -> dict[str, str]:
+    """Enqueue one ``worker_cleanup`` job on the own queue of every live worker: worker id → job id.
+
+    Each child is committed and published on its own, so one worker's dead queue never
+    holds back the others; it carries its worker's id, so a copy moved to ``control`` by
+    sync is refused rather than run on another worker's disk.
+    """
+    with uow:
+        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+    children: dict[str, str] = {}
+    for worker_id in workers:
+        with uow:
+            children[worker_id] = enqueue(
+                uow,
+                publisher,
+                kind=JobKind.WORKER_CLEANUP,
+                queue=queue_for_worker(worker_id),
+                company_id=company_id,
+                params={
+                    "company_id": company_id,
+                    "dry_run": dry_run,
+                    "parent_id": parent_id,
+                    "worker_id": worker_id,
+                },
+            ).id
+    log.info(
+        "cleanup%s for company %s fanned out to workers %s",
+        " (dry run)" if dry_run else "",
+        company_id or "*",
+        sorted(children) or "(none live)",
+    )
+    return children
+
+
+def gather_worker_cleanups(
+    uow: UnitOfWork, children: dict[str, str], timeout: float, interval: float = 0.1
+) -> dict[str, Any]:
+    """Wait up to ``timeout`` for the child jobs, then add up what they report.
+
+    Returns the sums of :data:`LOCAL_METRICS`, ``workers`` (each worker's own result, or
+    its error when its part failed) and ``workers_unanswered`` (live workers whose part
+    had not finished in time; their counts are not in the sums). The rows of the children
+    that answered are deleted: what they said is in the returned result.
+    """
+    deadline = time.monotonic() + max(timeout, 0.0)
+    budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
+    ids = list(children.values())
+    jobs: dict[str, Job] = {}
+    while True:
+        with renewed_deadline(budget), uow:
+            jobs = {job.id: job for job in uow.db.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
+        done = all(job.status in FINISHED_JOB_STATUSES for job in jobs.values()) and len(jobs) == len(ids)
+        if done or time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+        interval = min(interval * 1.5, 0.5)
+    sums = dict.fromkeys(LOCAL_METRICS, 0)
+    detail: dict[str, Any] = {}
+    unanswered: list[str] = []
+    for worker_id, job_id in sorted(children.items()):
+        job = jobs.get(job_id)
+        if job is None or job.status not in FINISHED_JOB_STATUSES:
+            unanswered.append(worker_id)
+        elif job.status == JobStatus.FAILED.value:
+            detail[worker_id] = {"status": job.status, "error": job.error}
+        else:
+            result = job.result_dict or {}
+            detail[worker_id] = {"status": job.status, **result}
+            for name in LOCAL_METRICS:
+                sums[name] += int(result.get(name, 0))
+    answered = [children[worker_id] for worker_id in detail]
+    if answered:
+        # Their results now live in the cleanup's own result (or the dry-run answer): the
+        # child rows would only pile up (a dry run per GET). Late ones stay until retention.
+        with renewed_deadline(budget), uow:
+            uow.db.execute(delete(Job).where(Job.id.in_(answered)))
+            uow.commit()
+    if unanswered:
+        log.warning("cleanup: workers %s did not answer within %.1fs", unanswered, timeout)
+    return {**sums, "workers": detail, "workers_unanswered": unanswered}
+
+
+def session_owners(uow: UnitOfWork, session_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Company and owner worker of each of ``session_ids`` that has a row (id → (company, worker))."""
+    if not session_ids:
+        return {}
+    with uow:
+        rows = uow.db.execute(
+            select(WhatsappSession.id, WhatsappSession.company_id, WhatsappSession.worker_id).where(
+                WhatsappSession.id.in_(session_ids)
+            )
+        )
+        return {session_id: (company, worker) for session_id, company, worker in rows}
 
 
 def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind, company_id: str) -> Job:
@@ -177,6 +342,10 @@ def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
             )
         if plan.beat_job_ids:
             uow.db.execute(delete(Job).where(Job.id.in_(plan.beat_job_ids)))
+        if plan.old_jobs:
+            uow.db.execute(
+                _scoped(delete(Job), Job, company_id).where(*_old_jobs(plan.job_cutoff, plan.beat_cutoff))
+            )
         if plan.old_events:
             uow.db.execute(
                 _scoped(delete(Event), Event, company_id).where(Event.created_at < plan.event_cutoff)

@@ -106,6 +106,7 @@ def test_cleanup_applies_exactly_what_the_preview_promised(uow, tenant, other_te
         "stale_qr_codes": 1,
         "beat_jobs_purged": 0,
         "events_purged": 0,
+        "jobs_purged": 0,
     }
     applied = maintenance.apply_cleanup(UnitOfWork(uow.settings), tenant.company_id)
     assert applied == {**preview, "dry_run": False}

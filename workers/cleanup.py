@@ -1,0 +1,240 @@
+"""Cleanup on the workers: the database half once, and each worker's local half on that worker.
+
+The cleanup job runs on the shared ``control`` queue, so whichever worker picks it up
+applies the database cleanup (see :mod:`shared.services.maintenance`) and then fans out
+one ``worker_cleanup`` job per live worker on that worker's own queue ``worker.<id>``.
+Only the worker itself can see its ``SESSIONS_DIR`` and its processes, so each child
+job plans and applies, on its own worker:
+
+- **profile folders** of sessions it neither runs nor owns (``profile_folders_removed``);
+- **leftover Chromium** browser processes under its ``SESSIONS_DIR`` whose profile is
+  not a live context of its browser runtime (zombies from a crash): SIGTERM, then
+  SIGKILL after ``CLEANUP_KILL_GRACE`` seconds (``browsers_killed``);
+- **stale locks** (``SingletonLock``/``SingletonSocket``/``SingletonCookie``) in the
+  profile folders it keeps whose Chromium is not running: a lock left by a dead
+  Chromium makes the next launch on that folder fail (``stale_locks_removed``).
+
+Scoping is the same for all three: a company's cleanup only touches leftovers of that
+company's sessions (a folder of another company's session, or of no session at all, is
+left alone); only a global cleanup (beat's) touches folders of no session. A dry run
+computes the very same plan and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.jobs import JobPublisher
+from shared.services import maintenance as maintenance_services
+from workers.browser.runtime import browser_processes
+from workers.context import WorkerContext
+from workers.whatsapp.sessions import SESSION_ID_RE
+
+log = logging.getLogger(__name__)
+
+# The files a Chromium keeps in its profile folder while it runs (symlinks, often dangling).
+LOCK_FILES: tuple[str, ...] = ("SingletonLock", "SingletonSocket", "SingletonCookie")
+
+
+def cleanup(
+    ctx: WorkerContext, publisher: JobPublisher, company_id: str | None, parent_id: str | None = None
+) -> dict[str, Any]:
+    """The cleanup job (``control`` queue): the database cleanup, then every live worker's part.
+
+    Waits up to ``CLEANUP_WORKER_WAIT`` for the workers' ``worker_cleanup`` jobs; the
+    result sums their counts, keeps each one's detail under ``workers`` and names the
+    live workers that did not answer in ``workers_unanswered``.
+    """
+    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
+    children = maintenance_services.fan_out_worker_cleanups(
+        ctx.uow(), publisher, company_id, dry_run=False, parent_id=parent_id
+    )
+    return metrics | maintenance_services.gather_worker_cleanups(
+        ctx.uow(), children, ctx.settings.CLEANUP_WORKER_WAIT
+    )
+
+
+@dataclass
+class LocalPlan:
+    """What this worker's part of a cleanup would remove."""
+
+    stray_folders: list[Path] = field(default_factory=list)
+    zombies: dict[int, str] = field(default_factory=dict)  # browser pid → its profile folder
+    stale_locks: list[Path] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts (the names of :data:`maintenance_services.LOCAL_METRICS`) and what they count."""
+        return {
+            "profile_folders_removed": len(self.stray_folders),
+            "browsers_killed": len(self.zombies),
+            "stale_locks_removed": len(self.stale_locks),
+            "profile_folders": sorted(folder.name for folder in self.stray_folders),
+            "browser_pids": sorted(self.zombies),
+            "stale_locks": sorted(f"{lock.parent.name}/{lock.name}" for lock in self.stale_locks),
+        }
+
+
+def local_cleanup(ctx: WorkerContext, company_id: str | None, dry_run: bool) -> dict[str, Any]:
+    """This worker's part of a cleanup (a ``worker_cleanup`` job): plan, and apply unless ``dry_run``."""
+    plan = plan_local(ctx, company_id)
+    if not dry_run:
+        apply_local(ctx, plan, company_id)
+    return {"worker_id": ctx.worker_id, "dry_run": dry_run, **plan.metrics()}
+
+
+def _busy_ids(ctx: WorkerContext) -> set[str]:
+    """Sessions whose profile this worker's runtime is using or about to use.
+
+    Live contexts, plus sessions being started, restarted or recovered (a Chromium may be
+    starting on the folder before its context exists): a launch in progress must never
+    look like a leftover. The manager exposes only ``live_ids``, so its registry is read
+    here under its own status lock.
+    """
+    manager = ctx.manager
+    busy = set(manager.live_ids())
+    with manager._status_lock:  # noqa: SLF001 - read-only look at the registry
+        for session_id, state in manager._sessions.items():  # noqa: SLF001
+            recovering = state.recovering is not None and not state.recovering.done()
+            if state.wanted or recovering:
+                busy.add(session_id)
+    for session_id, lock in list(manager._locks.items()):  # noqa: SLF001
+        if lock.locked():
+            busy.add(session_id)
+    return busy
+
+
+def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:
+    """Compute this worker's part of a cleanup (changes nothing).
+
+    A folder is kept when its session runs here, is tracked here, or is owned by this
+    worker in the database (a stopped session reuses its folder). Locks are looked for
+    only in kept folders (a stray folder goes as a whole).
+    """
+    root = Path(os.path.abspath(ctx.settings.SESSIONS_DIR))
+    if not root.is_dir():
+        return LocalPlan()
+    busy = _busy_ids(ctx)
+    # Browsers of this worker's folders only: another worker's SESSIONS_DIR may be on this host.
+    # Each keeps its --user-data-dir exactly as given, so that the kill can check it again.
+    raw = {pid: folder for pid, folder in browser_processes().items()}
+    browsers = {
+        pid: Path(os.path.abspath(f)) for pid, f in raw.items() if Path(os.path.abspath(f)).parent == root
+    }
+    folders = sorted(f for f in root.iterdir() if f.is_dir() and SESSION_ID_RE.match(f.name))
+    names = sorted({f.name for f in folders} | {folder.name for folder in browsers.values()})
+    owners = maintenance_services.session_owners(ctx.uow(), [n for n in names if SESSION_ID_RE.match(n)])
+
+    def in_scope(name: str) -> bool:
+        if company_id is None:
+            return True
+        owner = owners.get(name)
+        return owner is not None and owner[0] == company_id
+
+    keep = busy | set(ctx.tracked()) | {sid for sid, (_, worker) in owners.items() if worker == ctx.worker_id}
+    plan = LocalPlan()
+    plan.zombies = {
+        pid: raw[pid]
+        for pid, folder in sorted(browsers.items())
+        if folder.name not in busy and in_scope(folder.name)
+    }
+    running = {folder.name for pid, folder in browsers.items() if pid not in plan.zombies}
+    for folder in folders:
+        if not in_scope(folder.name):
+            continue
+        if folder.name not in keep:
+            plan.stray_folders.append(folder)
+        elif folder.name not in busy and folder.name not in running:
+            # os.path.lexists: the lock files are symlinks, usually to nothing.
+            plan.stale_locks += [folder / n for n in LOCK_FILES if os.path.lexists(folder / n)]
+    return plan
+
+
+def apply_local(ctx: WorkerContext, plan: LocalPlan, company_id: str | None) -> None:
+    """Carry out a local plan: leftover browsers first (they hold folders and locks), then the rest."""
+    grace = ctx.settings.CLEANUP_KILL_GRACE
+    # The plan is a moment old: a session may have been started on one of its folders since.
+    # Whatever became busy is dropped from the plan (and so from the counts), never touched.
+    busy = _busy_ids(ctx)
+    plan.zombies = {pid: f for pid, f in plan.zombies.items() if Path(f).name not in busy}
+    for pid, folder in plan.zombies.items():
+        log.warning(
+            "worker %s cleanup (company %s): killing leftover Chromium %d on %s",
+            ctx.worker_id,
+            company_id or "*",
+            pid,
+            folder,
+        )
+        kill_browser(pid, folder, grace)
+    busy = _busy_ids(ctx)
+    running = {os.path.abspath(f) for f in browser_processes().values()}
+    plan.stale_locks = [
+        lock
+        for lock in plan.stale_locks
+        if lock.parent.name not in busy and os.path.abspath(lock.parent) not in running
+    ]
+    plan.stray_folders = [folder for folder in plan.stray_folders if folder.name not in busy]
+    for lock in plan.stale_locks:
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            pass  # a Chromium that got SIGTERM removes its own lock on the way out
+    for folder in plan.stray_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    if plan.zombies or plan.stale_locks or plan.stray_folders:
+        log.info(
+            "worker %s cleanup (company %s): %d folders removed, %d browsers killed, %d stale locks removed",
+            ctx.worker_id,
+            company_id or "*",
+            len(plan.stray_folders),
+            len(plan.zombies),
+            len(plan.stale_locks),
+        )
+
+
+def _runs_on(pid: int, folder: str) -> bool:
+    """Whether ``pid`` is still a Chromium browser on ``folder`` (not exited, not reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return f"--user-data-dir={folder}" in args
+
+
+def kill_browser(pid: int, folder: str, grace: float) -> bool:
+    """SIGTERM a Chromium browser (its process group when it leads one), SIGKILL it after ``grace``.
+
+    The process is checked to still run on ``folder`` before each signal, so a pid
+    reused meanwhile is never hit. Returns whether it is gone.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if not _runs_on(pid, folder):
+            return True
+        try:
+            # Chromium launched by Playwright (or by hand with setsid) leads its own group:
+            # signalling the group takes its renderers and zygotes with it.
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _runs_on(pid, folder):
+            time.sleep(0.05)
+    return not _runs_on(pid, folder)
+
+
+def remove_stray_profiles(ctx: WorkerContext, company_id: str | None = None) -> int:
+    """Delete profile folders of sessions this worker neither runs nor owns (within the scope)."""
+    plan = plan_local(ctx, company_id)
+    for folder in plan.stray_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(plan.stray_folders)
