@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,10 @@ class WorkerContext:
         self._saves_queued: set[str] = set()  # one background save per session at a time
         self._saves_lock = threading.Lock()
         self._stopping = threading.Event()
+        # Lazy sessions: when each session last did something (monotonic), and the ones
+        # closed for being idle (they open again when needed, or on wake).
+        self._activity: dict[str, float] = {}
+        self.idle_closed: set[str] = set()
         # Random per process, set by register(); never logged.
         self.lease_token: str | None = None
 
@@ -136,6 +141,20 @@ class WorkerContext:
         with self._epochs_lock:
             return self._epochs.get(session_id)
 
+    def touch(self, session_id: str) -> None:
+        """Record activity of a session (an event, a send, an open): its idle clock restarts."""
+        self._activity[session_id] = time.monotonic()
+
+    def idle_seconds(self, session_id: str) -> float:
+        """Seconds since the session's last activity (since forever: infinity)."""
+        last = self._activity.get(session_id)
+        return float("inf") if last is None else time.monotonic() - last
+
+    @property
+    def stopping(self) -> bool:
+        """Whether this worker is shutting down (or abandoning its sessions)."""
+        return self._stopping.is_set()
+
     def tracked(self) -> dict[str, int]:
         """Every session this worker runs, with its epoch."""
         with self._epochs_lock:
@@ -156,6 +175,7 @@ class WorkerContext:
         database the later events wait behind it and order holds. Message events go
         to the message store through the same retry path.
         """
+        self.touch(session_id)  # a message, an ack, a status change: the session is in use
         if event in MESSAGE_WRITES:
             write = MESSAGE_WRITES[event]
             self._until_stored(
