@@ -25,7 +25,7 @@ from shared.services.jobs import publish, record_job
 from shared.services.sessions import find_session, queue_for_session
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
-from shared.validation import chat_id_for, check_idempotency_key, check_text
+from shared.validation import chat_id_for, check_idempotency_key, check_text, is_lazy
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ class MessagePage:
 def history_entry(ack: Ack | str, at: datetime | None = None) -> dict[str, str]:
     """One entry of a message's ack history."""
     return {"ack": Ack(ack).value, "at": (at or utcnow()).isoformat()}
+
+
+def _lazy_and_closed(session: WhatsappSession) -> bool:
+    """A linked lazy session that is closed (or opening): its send job opens it first."""
+    closed = session.status == SessionStatus.DISCONNECTED.value and session.last_error is None
+    opening = session.status == SessionStatus.CONNECTING.value
+    return is_lazy(session.config) and session.auth_state is not None and (closed or opening)
 
 
 def send_message(
@@ -77,7 +84,7 @@ def send_message(
             earlier = _by_idempotency_key(uow.db, session.id, idempotency_key)
             if earlier is not None:
                 return _replay(uow.db, earlier, chat_id, text)
-        if session.status != SessionStatus.CONNECTED.value:
+        if session.status != SessionStatus.CONNECTED.value and not _lazy_and_closed(session):
             raise Conflict(f"session is {session.status}: messages are sent only while it is CONNECTED")
         quoted = None
         if reply_to is not None:

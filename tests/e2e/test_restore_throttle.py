@@ -138,10 +138,16 @@ def test_a_lazy_session_opens_for_a_send_closes_when_idle_and_collects_what_wait
     link_many(api, sim, ["balcao"], [LAZY_PHONE], config={"lazy": True})
 
     # Idle: closed again, login state saved first, DISCONNECTED with no error.
-    linked_at = lazy_row(settings, "balcao").auth_state_updated_at
     closed = api.wait_status("balcao", "DISCONNECTED", timeout=30)
     assert closed["last_error"] is None and closed["has_login_state"]
-    assert lazy_row(settings, "balcao").auth_state_updated_at > linked_at
+    wait_until(
+        lambda: (
+            "lazy session closed after" in (text := first.log_path.read_text(errors="replace"))
+            and "idle (login state saved)" in text
+        ),
+        10,
+        message="the idle close, login state saved, in the worker log",
+    )
     wait_until(lambda: first.browsers() == {}, 15, message="the idle lazy session's browser to close")
 
     # A worker start does not open it.
