@@ -15,16 +15,13 @@ from __future__ import annotations
 import logging
 
 from shared.services import session_events
-from shared.services.lazy import lazy_ids
+from shared.services.lazy import lazy_ids, openable_ids
 from shared.services.ownership import sessions_to_restore
 from shared.statuses import MemoryStatus
 from workers.context import WorkerContext
 from workers.restore import restorer
 
 log = logging.getLogger(__name__)
-
-# Memory statuses in which a lazy session is already open (or opening).
-OPEN_STATUSES = frozenset({"connecting", "qrcode", "connected"})
 
 
 def open_lazy(ctx: WorkerContext, session_id: str, epoch: int, why: str) -> bool:
@@ -33,11 +30,13 @@ def open_lazy(ctx: WorkerContext, session_id: str, epoch: int, why: str) -> bool
     Returns whether it is open or opening now; ``False`` for a session that ended with
     an error here (opening it again would only fail again: a restart is the way back).
     """
-    state = ctx.manager.status(session_id)
-    if state is not None and (state["live"] or state["status"] in OPEN_STATUSES):
+    if restorer(ctx).in_flight(session_id):
         return True
-    if state is not None and state["status"] == MemoryStatus.ERROR.value:
-        return False
+    state = ctx.manager.status(session_id)
+    if state is not None and state["status"] in (MemoryStatus.CONNECTING.value, MemoryStatus.CONNECTED.value):
+        return True
+    if state is not None and (state["live"] or state["status"] == MemoryStatus.ERROR.value):
+        return False  # waiting for a scan, or failed here: a restart is the way back
     ctx.idle_closed.discard(session_id)
     _, new = restorer(ctx).submit(session_id, epoch, why=why)
     if new:
@@ -46,8 +45,8 @@ def open_lazy(ctx: WorkerContext, session_id: str, epoch: int, why: str) -> bool
 
 
 def open_if_lazy(ctx: WorkerContext, session_id: str, epoch: int, why: str) -> bool:
-    """Open ``session_id`` if it is lazy; whether it is (being) opened."""
-    if not lazy_ids(ctx.uow(), [session_id]):
+    """Open ``session_id`` if it is a linked lazy session; whether it is (being) opened."""
+    if not openable_ids(ctx.uow(), [session_id]):
         return False
     ctx.adopt(session_id, epoch)
     return open_lazy(ctx, session_id, epoch, why)
@@ -59,7 +58,7 @@ def wake_all(ctx: WorkerContext) -> int:
     Each closes again after its idle time. Returns how many were asked to open.
     """
     owned = sessions_to_restore(ctx.uow(), ctx.worker_id)
-    lazy = lazy_ids(ctx.uow(), [session_id for session_id, _ in owned])
+    lazy = openable_ids(ctx.uow(), [session_id for session_id, _ in owned])
     woken = 0
     for session_id, epoch in owned:
         if session_id not in lazy:

@@ -21,11 +21,12 @@ from shared.errors import Conflict, InvalidInput, NotFound
 from shared.jobs import JobKind, JobPublisher
 from shared.models import Job, Message, WhatsappSession, utcnow
 from shared.send_state import SendState
+from shared.services import lazy
 from shared.services.jobs import publish, record_job
 from shared.services.sessions import find_session, queue_for_session
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
-from shared.validation import chat_id_for, check_idempotency_key, check_text, is_lazy
+from shared.validation import chat_id_for, check_idempotency_key, check_text
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,6 @@ class MessagePage:
 def history_entry(ack: Ack | str, at: datetime | None = None) -> dict[str, str]:
     """One entry of a message's ack history."""
     return {"ack": Ack(ack).value, "at": (at or utcnow()).isoformat()}
-
-
-def _lazy_and_closed(session: WhatsappSession) -> bool:
-    """A linked lazy session that is closed (or opening): its send job opens it first."""
-    closed = session.status == SessionStatus.DISCONNECTED.value and session.last_error is None
-    opening = session.status == SessionStatus.CONNECTING.value
-    return is_lazy(session.config) and session.auth_state is not None and (closed or opening)
 
 
 def send_message(
@@ -84,7 +78,10 @@ def send_message(
             earlier = _by_idempotency_key(uow.db, session.id, idempotency_key)
             if earlier is not None:
                 return _replay(uow.db, earlier, chat_id, text)
-        if session.status != SessionStatus.CONNECTED.value and not _lazy_and_closed(session):
+        # A linked lazy session may be closed: its send job opens it first.
+        if session.status != SessionStatus.CONNECTED.value and not (
+            session.status != SessionStatus.QRCODE.value and lazy.openable(session)
+        ):
             raise Conflict(f"session is {session.status}: messages are sent only while it is CONNECTED")
         quoted = None
         if reply_to is not None:
