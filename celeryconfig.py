@@ -60,6 +60,8 @@ beat_schedule = {
     for name, task, interval, queue in (
         ("cleanup", "zaphub.beat.cleanup", _settings.CLEANUP_INTERVAL, CONTROL_QUEUE),
         ("sync", "zaphub.beat.sync", _settings.SYNC_INTERVAL, CONTROL_QUEUE),
+        # Lazy sessions open now and then to collect the messages that waited on the phone.
+        ("lazy-wake", "zaphub.beat.lazy_wake", _settings.LAZY_WAKE_INTERVAL, CONTROL_QUEUE),
         # Due webhook deliveries with no message on the broker (lost, flushed) are enqueued again.
         ("webhook-sweep", "zaphub.webhook.sweep", _settings.WEBHOOK_SWEEP_INTERVAL, WEBHOOKS_QUEUE),
     )

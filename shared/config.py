@@ -51,6 +51,14 @@ class Settings:
     LOGIN_STATE_SAVE_INTERVAL: float = 300.0
     CLEANUP_INTERVAL: float = 3600.0
     SYNC_INTERVAL: float = 30.0
+    # A starting worker restores at most this many sessions at once, each launch a little
+    # later at random, so 50 stored sessions do not start 50 Chromiums in the same second.
+    RESTORE_CONCURRENCY: int = 3
+    RESTORE_JITTER_SECONDS: float = 0.5
+    # Lazy sessions (config {"lazy": true}): closed again after this long with no activity,
+    # and woken by beat this often to collect the messages that waited on the phone.
+    LAZY_IDLE_SECONDS: float = 300.0
+    LAZY_WAKE_INTERVAL: float = 3600.0
     # Inactive, disconnected sessions untouched for this long are purged by cleanup.
     CLEANUP_RETENTION_DAYS: int = 30
     # Jobs stuck in queued/running longer than this are failed by cleanup.

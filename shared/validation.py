@@ -33,10 +33,27 @@ def check_phone_number(phone: Any, field: str = "phone") -> str:
     return phone
 
 
+# Config keys the project itself reads, with their rule; any other key is the client's own.
+LAZY_CONFIG_KEY = "lazy"
+
+
+def is_lazy(config: Any) -> bool:
+    """Whether a session config (a dict or its JSON text) marks the session lazy."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config or "{}")
+        except ValueError:
+            return False
+    return isinstance(config, dict) and config.get(LAZY_CONFIG_KEY) is True
+
+
 def encode_config(config: Any, field: str = "config") -> str:
     """Serialise a session config (a JSON object of bounded size) to JSON text."""
     if not isinstance(config, dict):
         raise InvalidInput(field, f"{field} must be a JSON object")
+    if LAZY_CONFIG_KEY in config and not isinstance(config[LAZY_CONFIG_KEY], bool):
+        # A "true" string or a 1 would silently mean "not lazy" to the worker.
+        raise InvalidInput(field, f"{field}.{LAZY_CONFIG_KEY} must be true or false")
     try:
         # allow_nan=False: a NaN or Infinity stored here would be served back as
         # non-standard JSON that strict clients cannot read.

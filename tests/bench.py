@@ -9,6 +9,9 @@ and the spacing of a burst of sends at the default per-session rate.
 Webhooks: a real webhook worker posting events to a local receiver — events delivered
 per second, state change → POST latency, and bare baselines (a sequential POST loop, a
 Celery task that only POSTs) on the same receiver. ``BENCH_ONLY=webhooks`` runs only that.
+Restore and lazy sessions: memory (PSS) of one worker with 20 lazy sessions against the
+same 20 always on, and the restore of 10 sessions one at a time (``RESTORE_CONCURRENCY=1``)
+against three at a time. ``BENCH_ONLY=restore`` runs only that.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -230,6 +234,114 @@ def bench_sessions(database_url: str, root: Path) -> None:
         finally:
             worker.terminate()
             worker.kill()
+
+
+RESTORE_SESSIONS = 20
+RESTORE_TIMED = 10
+RESTORE_STEADY_SECONDS = 10.0
+RESTORE_TOOK_RE = re.compile(r"session (\w+) of company \w+: restore took ([0-9.]+)s")
+
+
+def bench_restore(database_url: str, root: Path) -> None:
+    """PSS of 20 lazy vs 20 always-on sessions on one worker; restore of 10 with K=1 vs K=3."""
+    settings = live_settings(database_url)
+    accounts.create_company(UnitOfWork(settings), "lazy")
+    _, token = accounts.create_user(UnitOfWork(settings), "lazy", "z@lazy.io", "admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    client = create_app(settings).test_client()
+    names = [f"r{index}" for index in range(RESTORE_SESSIONS)]
+
+    def row(name: str) -> dict:
+        return client.get(f"/session/{name}", headers=headers).get_json()
+
+    def set_lazy(chosen: list[str], lazy: bool) -> None:
+        for name in chosen:
+            response = client.patch(f"/session/{name}", json={"config": {"lazy": lazy}}, headers=headers)
+            assert response.status_code == 200, response.get_data(as_text=True)
+
+    def worker_pss(worker: WorkerProcess) -> tuple[float, int]:
+        """PSS of the worker and every process under it (browsers included); browser count."""
+        return pss_mib(process_tree(worker.process.pid)), len(worker.browsers())
+
+    def start(slots: int) -> tuple[WorkerProcess, float]:
+        worker = WorkerProcess(
+            "restore", settings, simulator.url, root, env={"RESTORE_CONCURRENCY": str(slots)}
+        )
+        began = time.perf_counter()
+        worker.start()
+        return worker, began
+
+    def restore_run(slots: int, expected: list[str]) -> tuple[float, list[float]]:
+        log_path = root / "worker-restore.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        worker, began = start(slots)
+        try:
+            for name in expected:
+                wait_until(partial(status_is, row, name, "CONNECTED"), 300)
+            took = time.perf_counter() - began
+            wait_until(lambda: "ready on" in log_path.read_text(errors="replace")[offset:], 60)
+            durations = [float(d) for _, d in RESTORE_TOOK_RE.findall(log_path.read_text()[offset:])]
+        finally:
+            worker.terminate()
+            worker.kill()
+        return took, durations
+
+    with SimulatorServer() as simulator:
+        sim = SimulatorControl(simulator.url)
+        worker, _ = start(3)
+        try:
+            for batch in range(0, RESTORE_SESSIONS, 5):  # five at a time: every QR gets scanned in time
+                for name in names[batch : batch + 5]:
+                    client.post("/session", json={"name": name}, headers=headers)
+                for index, name in enumerate(names[batch : batch + 5], start=batch):
+                    wait_until(partial(status_is, row, name, "QRCODE"), 120)
+                    qr = client.get(f"/session/{name}/qr", headers=headers).get_json()["qr_code"]
+                    sim.scan(qr, phone=f"55118000{index:05d}")
+                for name in names[batch : batch + 5]:
+                    wait_until(partial(status_is, row, name, "CONNECTED"), 120)
+                    wait_until(partial(lambda n: row(n)["has_login_state"], name), 120)
+        finally:
+            worker.terminate()
+            worker.kill()
+
+        # Always on: every session restored, then left to settle.
+        worker, _ = start(3)
+        try:
+            for name in names:
+                wait_until(partial(status_is, row, name, "CONNECTED"), 300)
+            time.sleep(RESTORE_STEADY_SECONDS)
+            always_on, always_on_browsers = worker_pss(worker)
+        finally:
+            worker.terminate()
+            worker.kill()
+        # Lazy: the same sessions, none opened at start.
+        set_lazy(names, True)
+        worker, _ = start(3)
+        try:
+            wait_until(lambda: "ready on" in worker.log_path.read_text(errors="replace"), 60)
+            time.sleep(RESTORE_STEADY_SECONDS)
+            lazy, lazy_browsers = worker_pss(worker)
+        finally:
+            worker.terminate()
+            worker.kill()
+        print(
+            f"  {RESTORE_SESSIONS} always-on sessions   {always_on:7.1f} MiB PSS "
+            f"(worker + {always_on_browsers} Chromiums, steady after restore)"
+        )
+        print(
+            f"  {RESTORE_SESSIONS} lazy sessions        {lazy:7.1f} MiB PSS "
+            f"(worker + {lazy_browsers} Chromiums)   ratio always-on/lazy {always_on / lazy:5.1f}x"
+        )
+        # Restore time: 10 always-on sessions (the other 10 stay lazy), one then three at once.
+        timed = names[:RESTORE_TIMED]
+        set_lazy(timed, False)
+        for slots in (1, 3):
+            took, durations = restore_run(slots, timed)
+            each = " ".join(f"{d:.1f}" for d in durations)
+            print(
+                f"  restore {len(timed)} sessions K={slots}   total {took:6.1f} s "
+                f"(worker start → all CONNECTED); each restore (s): {each}"
+            )
 
 
 def quantile(samples: list[float], q: float) -> float:
@@ -683,6 +795,18 @@ def main() -> None:
     only = os.environ.get("BENCH_ONLY", "")  # "webhooks": that section alone
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if only == "restore":
+            print("Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL, real clock):")
+            pg_name = f"zaphub_bench_{run}_restore"
+            _admin_execute(f'CREATE DATABASE "{pg_name}"')
+            try:
+                bench_restore(_postgres_url_for(pg_name), root)
+            finally:
+                from shared.db import dispose_all
+
+                dispose_all()
+                _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            return
         if only == "webhooks":
             print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
             pg_name = f"zaphub_bench_{run}_hooks"
@@ -710,6 +834,9 @@ def main() -> None:
             print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
             _admin_execute(f'CREATE DATABASE "{pg_name}_hooks"')
             bench_webhooks(_postgres_url_for(f"{pg_name}_hooks"), root)
+            print("Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL, real clock):")
+            _admin_execute(f'CREATE DATABASE "{pg_name}_restore"')
+            bench_restore(_postgres_url_for(f"{pg_name}_restore"), root)
         finally:
             from shared.db import dispose_all
 
@@ -718,6 +845,7 @@ def main() -> None:
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_live" WITH (FORCE)')
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_msg" WITH (FORCE)')
             _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_hooks" WITH (FORCE)')
+            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_restore" WITH (FORCE)')
 
 
 if __name__ == "__main__":

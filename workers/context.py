@@ -76,6 +76,10 @@ class WorkerContext:
         self._saves_queued: set[str] = set()  # one background save per session at a time
         self._saves_lock = threading.Lock()
         self._stopping = threading.Event()
+        # Lazy sessions: when each session last did something (monotonic), and the ones
+        # closed for being idle (they open again when needed, or on wake).
+        self._activity: dict[str, float] = {}
+        self.idle_closed: set[str] = set()
         # Random per process, set by register(); never logged.
         self.lease_token: str | None = None
         # Sessions being started from stored login state: when the start began (metrics).
@@ -140,6 +144,20 @@ class WorkerContext:
         with self._epochs_lock:
             return self._epochs.get(session_id)
 
+    def touch(self, session_id: str) -> None:
+        """Record activity of a session (an event, a send, an open): its idle clock restarts."""
+        self._activity[session_id] = time.monotonic()
+
+    def idle_seconds(self, session_id: str) -> float:
+        """Seconds since the session's last activity (since forever: infinity)."""
+        last = self._activity.get(session_id)
+        return float("inf") if last is None else time.monotonic() - last
+
+    @property
+    def stopping(self) -> bool:
+        """Whether this worker is shutting down (or abandoning its sessions)."""
+        return self._stopping.is_set()
+
     def tracked(self) -> dict[str, int]:
         """Every session this worker runs, with its epoch."""
         with self._epochs_lock:
@@ -163,6 +181,7 @@ class WorkerContext:
         self._observe_restore(session_id, event, payload)
         if event == "restore_failed":
             return  # a metrics signal only: the start job reports the failure itself
+        self.touch(session_id)  # a message, an ack, a status change: the session is in use
         if event in MESSAGE_WRITES:
             write = MESSAGE_WRITES[event]
             self._until_stored(

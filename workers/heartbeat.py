@@ -2,7 +2,8 @@
 
 The heartbeat thread only beats (and shares live state), so a long browser operation
 can never delay it past the lease and make other workers take this one's sessions.
-Reconciling and saving login states run on threads of their own.
+Reconciling, saving login states and closing idle lazy sessions run on threads of
+their own.
 
 A heartbeat that finds another process holding this worker's lease means this process
 must stop acting at once: it closes its browsers and exits non-zero.
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from shared.worker_stats import publish_worker_stats
 from workers.browser.memory import chromium_memory
 from workers.context import WorkerContext
+from workers.lazy import close_idle
 from workers.maintenance import reconcile
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ def start_background(ctx: WorkerContext) -> list[Periodic]:
         Periodic("heartbeat", settings.HEARTBEAT_INTERVAL, beat),
         Periodic("reconcile", settings.SYNC_INTERVAL, housekeeping),
         Periodic("login-state-saver", settings.LOGIN_STATE_SAVE_INTERVAL, ctx.save_all_login_states),
+        # Looks often enough that a lazy session closes close to its idle time.
+        Periodic("lazy-idle", min(max(settings.LAZY_IDLE_SECONDS / 4, 0.5), 10.0), lambda: close_idle(ctx)),
     ]
     for thread in threads:
         thread.start()

@@ -3,7 +3,8 @@
 On start a worker takes its id's lease in ``workers`` (refusing to start, before any
 browser or job is touched, while another live process holds it), fails the jobs it was
 running when it last went down, starts its browser runtime and background threads, and
-restores the active sessions it owns. On a graceful shutdown it saves every login
+restores the active sessions it owns (a few at a time, lazy ones left closed: see
+``workers.restore`` and ``workers.lazy``). On a graceful shutdown it saves every login
 state, closes its browsers and marks itself stopped.
 """
 
@@ -25,6 +26,7 @@ from workers.context import WorkerContext, current, install
 from workers.heartbeat import Periodic, start_background
 from workers.legacy import import_on_start
 from workers.maintenance import reconcile
+from workers.restore import restorer
 
 # Exit status of a worker that refused to start because its id is taken.
 EXIT_ID_IN_USE = 3
@@ -68,10 +70,12 @@ def on_worker_ready(**_kwargs) -> None:
     ctx = current()
     restored = reconcile(ctx)
     log.info(
-        "worker %s ready on %s (%d sessions restored)",
+        "worker %s ready on %s (%d sessions restored in %.2fs, at most %d at once)",
         ctx.worker_id,
         ctx.settings.worker_queue,
         restored["restored"],
+        restored["restore_wall_seconds"],
+        ctx.settings.RESTORE_CONCURRENCY,
     )
 
 
@@ -85,6 +89,7 @@ def on_worker_shutdown(**_kwargs) -> None:
     except RuntimeError:
         return
     try:
+        restorer(ctx).shutdown()  # queued restores would only open browsers to close them
         ctx.stop()
     finally:
         worker_services.mark_stopped(ctx.uow(), ctx.worker_id, ctx.token)

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.jobs import JobPublisher
 from shared.services import session_events
+from shared.services.lazy import lazy_ids
 from shared.services.ownership import (
     fail_stranded_jobs,
     orphaned_sessions,
@@ -20,18 +21,21 @@ from shared.services.ownership import (
     requeue_orphans,
     sessions_to_restore,
 )
-from shared.statuses import to_database
+from shared.statuses import MemoryStatus, SessionStatus, to_database
 from workers.context import WorkerContext
-from workers.runner import profile_tag
+from workers.restore import restorer
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None = None) -> dict[str, int]:
+def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None = None) -> dict[str, Any]:
     """Bring this worker's memory and the database in step.
 
     Sessions this worker no longer owns are closed; sessions it owns that should be
-    live are started from their stored login state; memory statuses are written back.
+    live are started from their stored login state, at most ``RESTORE_CONCURRENCY`` at
+    once (see :mod:`workers.restore`), lazy ones excepted (see :mod:`workers.lazy`);
+    memory statuses are written back. The result also holds each restore's duration
+    (``restore_seconds``) and the restore's wall time.
     With ``company_id`` only that company's live sessions are looked at (and counted):
     a company's sync neither touches nor reports anyone else's sessions.
     """
@@ -53,39 +57,74 @@ def reconcile(ctx: WorkerContext, restore: bool = True, company_id: str | None =
             corrected += session_events.set_memory_status(
                 ctx.uow(), session_id, ctx.worker_id, epoch, state["status"], error, lease_token=ctx.token
             )
+    outcome: dict[str, object] = {"durations": {}, "wall_seconds": 0.0}
     if restore:
-        for session_id, epoch in sessions_to_restore(ctx.uow(), ctx.worker_id):
+        pool = restorer(ctx)
+        owned = sessions_to_restore(ctx.uow(), ctx.worker_id)
+        lazy = lazy_ids(ctx.uow(), [session_id for session_id, _ in owned])
+        due: list[tuple[str, int]] = []
+        for session_id, epoch in owned:
+            if pool.in_flight(session_id):
+                continue  # being restored (or opened for a send) right now: never twice
             state = manager.status(session_id)
-            if state is not None and (state["live"] or state["status"] in ("disconnected", "error")):
+            reopen = session_id in ctx.idle_closed and session_id not in lazy  # lazy no more
+            if state is not None and (
+                state["live"] or (state["status"] in ("disconnected", "error") and not reopen)
+            ):
                 # Live already, or ended here (conflict, logout, given up after crashes)
                 # before the database caught up: not ours to bring back.
                 continue
-            ctx.adopt(session_id, epoch)
-            try:
-                # After this worker's own restart its folder, if still tagged with the
-                # epoch, is newer than any archive (a SIGKILL saves nothing).
-                manager.start(
-                    session_id,
-                    session_events.load_login_state(ctx.uow(), session_id),
-                    timeout=ctx.settings.BROWSER_TIMEOUT,
-                    profile_tag=profile_tag(epoch),
+            if session_id in lazy:
+                _leave_closed(
+                    ctx, session_id, epoch, first=state is None and ctx.epoch_of(session_id) is None
                 )
-                restored += 1
-            except Exception as exc:
-                reason = f"restore failed: {exc}"
-                log.warning("session %s: %s", session_id, reason)
-                session_events.set_memory_status(
-                    ctx.uow(), session_id, ctx.worker_id, epoch, "error", error=reason, lease_token=ctx.token
-                )
+                continue
+            ctx.idle_closed.discard(session_id)
+            due.append((session_id, epoch))
+        if due:
+            log.info(
+                "worker %s: restoring %d sessions, at most %d at once",
+                ctx.worker_id,
+                len(due),
+                pool.slots,
+            )
+            outcome = pool.restore_all(due)
+            restored = int(outcome["restored"])
     if closed or restored or corrected:
         log.info(
-            "worker %s reconciled: %d closed, %d restored, %d statuses corrected",
+            "worker %s reconciled: %d closed, %d restored in %.2fs (per session: %s), %d statuses corrected",
             ctx.worker_id,
             closed,
             restored,
+            outcome["wall_seconds"],
+            outcome["durations"],
             corrected,
         )
-    return {"closed": closed, "restored": restored, "corrected": corrected}
+    return {
+        "closed": closed,
+        "restored": restored,
+        "corrected": corrected,
+        "restore_seconds": outcome["durations"],
+        "restore_wall_seconds": outcome["wall_seconds"],
+    }
+
+
+def _leave_closed(ctx: WorkerContext, session_id: str, epoch: int, first: bool) -> None:
+    """A lazy session is not opened by a restore: track it, and say it is closed.
+
+    Tracked, so its jobs and writes are fenced at this epoch and its profile folder is
+    kept. Only the first time (at start): later the session's own events say it.
+    """
+    ctx.adopt(session_id, epoch)
+    if not first:
+        return
+    row = session_events.session_snapshot(ctx.uow(), session_id)
+    if row is not None and row.status != SessionStatus.DISCONNECTED.value:
+        # No browser runs it here yet: CONNECTED (say after a SIGKILL) would be a lie.
+        session_events.set_memory_status(
+            ctx.uow(), session_id, ctx.worker_id, epoch, MemoryStatus.DISCONNECTED, lease_token=ctx.token
+        )
+    log.info("session %s of company %s: lazy, left closed until needed", session_id, row and row.company_id)
 
 
 def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) -> dict[str, Any]:
@@ -110,7 +149,7 @@ def sync(ctx: WorkerContext, publisher: JobPublisher, company_id: str | None) ->
         orphans_requeued=len(requeued),
         orphan_sessions=sorted(session.name for session, _ in requeued),
         start_jobs=[job_id for _, job_id in requeued],
-        **{f"local_{k}": v for k, v in local.items()},
+        **{f"local_{k}": local[k] for k in ("closed", "restored", "corrected")},
     )
 
 

@@ -11,6 +11,8 @@ stored with ``sending`` (committed, fenced). A message found ``sending`` later (
 job died half-way, or was redelivered) is looked up in the page by that id: found,
 it counts as sent; not found, it is sent once more with the same id, which the page
 cannot turn into a second message.
+
+A lazy session that is closed is opened by its send job first (see ``workers.lazy``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shared.services import outbox
 from shared.services.inbox import page_ack
 from shared.services.ownership import Verdict, route_job
 from shared.services.send_queue import aware, send_interval
+from workers import lazy
 from workers.context import WorkerContext
 from workers.runner import JobNotVisible
 
@@ -140,7 +143,11 @@ def _connected(ctx: WorkerContext, session_id: str, epoch: int) -> bool:
 def _send_in_order(ctx: WorkerContext, session_id: str, epoch: int, own_id: str) -> dict[str, Any]:
     """Send the session's oldest unsent messages until ``own_id`` is sent."""
     if not _connected(ctx, session_id, epoch):
+        if lazy.open_if_lazy(ctx, session_id, epoch, why="open for a send"):
+            # Opening is bounded by the browser timeout; waiting for it is not a failure.
+            raise SendLater(RETRY_SOON, "opening the lazy session first", patient=True)
         raise SendLater(RETRY_SOON, "the session is not connected on its worker")
+    ctx.touch(session_id)  # a lazy session stays open while it sends
     lock = session_lock(session_id)
     if not lock.acquire(timeout=1.0):
         raise SendLater(RETRY_SOON, "another send of this session is in progress", patient=True)

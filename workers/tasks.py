@@ -10,12 +10,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared.config import CONTROL_QUEUE
+from shared.config import CONTROL_QUEUE, queue_for_worker
 from shared.jobs import CeleryPublisher, JobKind
 from shared.services import jobs as job_services
 from shared.services import maintenance as maintenance_services
+from shared.services.lazy import owners_of_lazy_sessions
 from workers import cleanup as cleanup_work
-from workers import maintenance
+from workers import lazy, maintenance
 from workers.celery_app import app
 from workers.context import WorkerContext, current
 from workers.runner import JobNotVisible, run_session_job
@@ -164,3 +165,19 @@ def scheduled_cleanup() -> None:
 def scheduled_sync() -> None:
     """Beat: a sync across every company, recorded as a job."""
     sync.run(_scheduled(JobKind.SYNC))
+
+
+@app.task(name="zaphub.beat.lazy_wake")
+def scheduled_lazy_wake() -> None:
+    """Beat: ask every worker that owns lazy sessions to open them (see ``workers.lazy``)."""
+    ctx = current()
+    interval = ctx.settings.LAZY_WAKE_INTERVAL
+    for worker_id in sorted(owners_of_lazy_sessions(ctx.uow())):
+        # Expires with the next tick: a dead owner's queue does not pile up wakes.
+        wake_lazy_sessions.apply_async(queue=queue_for_worker(worker_id), expires=interval)
+
+
+@app.task(name="zaphub.lazy.wake")
+def wake_lazy_sessions() -> int:
+    """Open this worker's closed lazy sessions so the messages that waited arrive."""
+    return lazy.wake_all(current())

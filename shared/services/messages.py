@@ -21,6 +21,7 @@ from shared.errors import Conflict, InvalidInput, NotFound
 from shared.jobs import JobKind, JobPublisher
 from shared.models import Job, Message, WhatsappSession, utcnow
 from shared.send_state import SendState
+from shared.services import lazy
 from shared.services.jobs import publish, record_job
 from shared.services.sessions import find_session, queue_for_session
 from shared.statuses import SessionStatus
@@ -77,7 +78,10 @@ def send_message(
             earlier = _by_idempotency_key(uow.db, session.id, idempotency_key)
             if earlier is not None:
                 return _replay(uow.db, earlier, chat_id, text)
-        if session.status != SessionStatus.CONNECTED.value:
+        # A linked lazy session may be closed: its send job opens it first.
+        if session.status != SessionStatus.CONNECTED.value and not (
+            session.status != SessionStatus.QRCODE.value and lazy.openable(session)
+        ):
             raise Conflict(f"session is {session.status}: messages are sent only while it is CONNECTED")
         quoted = None
         if reply_to is not None:

@@ -27,7 +27,8 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 # Reasons of a ``disconnected`` event that are not failures worth reporting.
-QUIET_REASONS = frozenset({"stopped", "removed", "shutdown", "restart", "moved"})
+# "idle": a lazy session closed after its idle time (it opens again when needed).
+QUIET_REASONS = frozenset({"stopped", "removed", "shutdown", "restart", "moved", "idle"})
 # Reasons after which the stored login state is useless (the phone unlinked it).
 LOGIN_DROPPING_REASONS = frozenset({"logout"})
 

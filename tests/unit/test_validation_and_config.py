@@ -4,7 +4,7 @@ import pytest
 
 from shared.config import Settings, queue_for_worker
 from shared.errors import InvalidInput
-from shared.validation import check_session_name, encode_config
+from shared.validation import check_session_name, encode_config, is_lazy
 
 
 @pytest.mark.parametrize("name", ["a", "vendas", "a" * 64, "0-_x"])
@@ -48,3 +48,27 @@ def test_settings_from_environment_types_and_defaults():
 def test_bad_number_in_environment_fails_loudly():
     with pytest.raises(ValueError):
         Settings.from_env({"WORKER_CAPACITY": "many"})
+
+
+def test_lazy_config_key_is_a_boolean():
+    assert encode_config({"lazy": True}) == '{"lazy":true}'
+    assert is_lazy('{"lazy":true}') and is_lazy({"lazy": True})
+    assert not is_lazy("{}") and not is_lazy({"lazy": False}) and not is_lazy("not json")
+    for bad in ("true", 1, None):
+        with pytest.raises(InvalidInput) as error:
+            encode_config({"lazy": bad})
+        assert "lazy" in str(error.value)
+
+
+def test_restore_and_lazy_settings_from_environment():
+    settings = Settings.from_env(
+        {
+            "RESTORE_CONCURRENCY": "5",
+            "RESTORE_JITTER_SECONDS": "0.1",
+            "LAZY_IDLE_SECONDS": "7",
+            "LAZY_WAKE_INTERVAL": "60",
+        }
+    )
+    assert settings.RESTORE_CONCURRENCY == 5 and settings.RESTORE_JITTER_SECONDS == 0.1
+    assert settings.LAZY_IDLE_SECONDS == 7.0 and settings.LAZY_WAKE_INTERVAL == 60.0
+    assert Settings().RESTORE_CONCURRENCY == 3
