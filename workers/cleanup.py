@@ -90,24 +90,8 @@ def local_cleanup(ctx: WorkerContext, company_id: str | None, dry_run: bool) -> 
 
 
 def _busy_ids(ctx: WorkerContext) -> set[str]:
-    """Sessions whose profile this worker's runtime is using or about to use.
-
-    Live contexts, plus sessions being started, restarted or recovered (a Chromium may be
-    starting on the folder before its context exists): a launch in progress must never
-    look like a leftover. The manager exposes only ``live_ids``, so its registry is read
-    here under its own status lock.
-    """
-    manager = ctx.manager
-    busy = set(manager.live_ids())
-    with manager._status_lock:  # noqa: SLF001 - read-only look at the registry
-        for session_id, state in manager._sessions.items():  # noqa: SLF001
-            recovering = state.recovering is not None and not state.recovering.done()
-            if state.wanted or recovering:
-                busy.add(session_id)
-    for session_id, lock in list(manager._locks.items()):  # noqa: SLF001
-        if lock.locked():
-            busy.add(session_id)
-    return busy
+    """Sessions whose profile this worker's runtime is using or about to use."""
+    return ctx.manager.busy_ids()
 
 
 def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:

@@ -297,6 +297,21 @@ class SessionManager:
         with self._status_lock:
             return sorted(sid for sid, s in self._sessions.items() if s.context is not None)
 
+    def busy_ids(self) -> set[str]:
+        """Sessions whose profile folder is in use or about to be: live, wanted, recovering or locked.
+
+        A Chromium may be starting on a folder before its context exists, so a cleanup must
+        treat all of these as in use, never as leftovers.
+        """
+        with self._status_lock:
+            busy = {
+                sid
+                for sid, s in self._sessions.items()
+                if s.context is not None or s.wanted or (s.recovering is not None and not s.recovering.done())
+            }
+        busy.update(sid for sid, lock in list(self._locks.items()) if lock.locked())
+        return busy
+
     def profile_dir(self, session_id: str) -> Path:
         """The profile folder of a session (validated id; never built from a name)."""
         self._check_id(session_id)
