@@ -17,7 +17,8 @@ import pytest
 
 from shared.services import events
 from shared.uow import UnitOfWork
-from tests.faults.test_gunicorn_errors import exchange, gunicorn_url  # noqa: F401 - the fixture
+from tests.faults.test_gunicorn_errors import gunicorn_url  # noqa: F401 - the fixture
+from tests.gunicorn_stack import exchange
 from tests.integration.test_messages_store import make_linked
 
 STREAMS = 50

@@ -8,81 +8,18 @@ send them.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack import wait_until
-from tests.faults.services import free_port
+from tests.gunicorn_stack import exchange, gunicorn_serving
 
 
 @pytest.fixture
-def gunicorn_url(settings, tmp_path) -> Iterator[tuple[str, int]]:
+def gunicorn_url(settings, tmp_path) -> Iterator[int]:
     """The API under gunicorn with the project's config, on 127.0.0.1 and a free port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
-        "SECRET_KEY": settings.SECRET_KEY,
-    }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--workers", "1"]
-            + ["--bind", f"127.0.0.1:{port}", "api:create_app()"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def answers() -> bool:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                return (
-                    exchange(port, b"GET /openapi.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")[0]
-                    == 200
-                )
-            except OSError:
-                return False
-
-        wait_until(answers, timeout=60, message="gunicorn to serve")
+    with gunicorn_serving(settings, tmp_path / "gunicorn.log") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send ``raw`` as is and read the whole answer: status, headers, body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        try:
-            sock.sendall(raw)
-        except BrokenPipeError:  # the server answered and closed before reading it all
-            pass
-        answer = b""
-        while True:
-            try:
-                data = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            answer += data
-            head, sep, body = answer.partition(b"\r\n\r\n")
-            length = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-            if sep and length and len(body) >= int(length[0].split(b":")[1]):
-                break
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
 def chunked(body: bytes, size: int = 8192) -> bytes:

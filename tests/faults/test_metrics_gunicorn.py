@@ -8,8 +8,6 @@ in ``PROMETHEUS_MULTIPROC_DIR``, so it only grows from one scrape to the next.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.models import Job, WhatsappSession, utcnow
 from shared.uow import UnitOfWork
-from tests.e2e.stack import wait_until
-from tests.faults.services import free_port
-from tests.faults.test_gunicorn_errors import exchange
+from tests.gunicorn_stack import exchange, gunicorn_serving
 
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
@@ -36,39 +32,15 @@ def multiproc_dir(tmp_path) -> Path:
 @pytest.fixture
 def gunicorn_port(settings, tmp_path, multiproc_dir) -> Iterator[int]:
     """The API under gunicorn with the project's config, 2 workers, metrics in multiprocess mode."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "BROKER_KEY_PREFIX": settings.BROKER_KEY_PREFIX,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-    }
-    env.pop("METRICS_TOKEN", None)
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--workers", "2"]
-            + ["--bind", f"127.0.0.1:{port}", "api:create_app()"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def answers() -> bool:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                return exchange(port, SCRAPE)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(answers, timeout=60, message="gunicorn to serve")
+    with gunicorn_serving(
+        settings,
+        tmp_path / "gunicorn.log",
+        workers=2,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)},
+        unset=("METRICS_TOKEN",),
+        probe=SCRAPE,
+    ) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def parse(body: bytes) -> dict[str, dict[tuple, float]]:

@@ -523,13 +523,7 @@ class SimState:
             "clock_scale": self.clock.scale,
         }
         if link.state == "linked" and link.device_id:
-            d = self.devices[link.device_id]
-            view["device"] = {
-                "device_id": d.device_id,
-                "token": d.token,
-                "wid": d.wid,
-                "push_name": d.push_name,
-            }
+            view["device"] = self._device_view(link.device_id)
         return view
 
     def _index(self, pairing: Pairing) -> None:
@@ -547,14 +541,13 @@ class SimState:
             view["matrix"] = qr_matrix(pairing.ref)
             view["expires_in"] = pairing.expires_in(self.clock.now())
         elif pairing.state == "scanned" and pairing.device_id:
-            d = self.devices[pairing.device_id]
-            view["device"] = {
-                "device_id": d.device_id,
-                "token": d.token,
-                "wid": d.wid,
-                "push_name": d.push_name,
-            }
+            view["device"] = self._device_view(pairing.device_id)
         return view
+
+    def _device_view(self, device_id: str) -> dict[str, Any]:
+        """What the page learns of the device it was linked to (a scan or a typed code)."""
+        d = self.devices[device_id]
+        return {"device_id": d.device_id, "token": d.token, "wid": d.wid, "push_name": d.push_name}
 
     def _auth(self, device_id: str, token: str, page_id: str) -> Device:
         device = self.devices.get(device_id or "")
