@@ -15,5 +15,8 @@ if ! pg_ping; then
   pg_ping || { echo "PostgreSQL at $pg_url does not answer: start it or set TEST_POSTGRES_URL" >&2; exit 1; }
 fi
 
-# The slowest tests are listed at the end: the suite has a time budget (about 15 min on 2 cores).
-exec .venv/bin/pytest -p no:cacheprovider --durations=20 "$@"
+# Most of the suite waits (leases, timeouts, browsers starting), so two test processes
+# (pytest-xdist, one file at a time each) halve its time on 2 cores. Each process has its
+# own PostgreSQL database and Redis key prefix (tests/conftest.py). TEST_WORKERS=0 runs
+# it in one process. The slowest tests are listed at the end: the suite has a time budget.
+exec .venv/bin/pytest -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile --durations=20 "$@"

@@ -141,6 +141,10 @@ def test_a_send_that_never_reached_whatsapp_is_sent_once_by_the_new_owner(api, s
             message="the send to be in progress",
         )
         workers[owner].kill()  # the page dies with the message: WhatsApp never got it
+        # Back online only once the page is surely dead: a renderer that outlives its
+        # browser by a moment would hand the message over itself.
+        wait_until(lambda: not workers[owner].browsers(), 10, message="the dead worker's browsers gone")
+        time.sleep(1)
     finally:
         sim.offline(False)
     assert sim.sent(PHONE) == []
@@ -167,6 +171,10 @@ def test_a_send_still_pending_in_the_page_when_its_worker_dies_is_sent_once(api,
         held = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
         assert held["ack"] == "PENDING" and held["send_state"] != "sent", held
         workers[owner].kill()  # the page dies with the message: WhatsApp never got it
+        # Back online only once the page is surely dead: a renderer that outlives its
+        # browser by a moment would hand the message over itself.
+        wait_until(lambda: not workers[owner].browsers(), 10, message="the dead worker's browsers gone")
+        time.sleep(1)
     finally:
         sim.offline(False)
     assert sim.sent(PHONE) == []
