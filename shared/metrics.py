@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -37,7 +36,16 @@ from shared import worker_stats
 from shared.config import Settings
 from shared.db import deadline
 from shared.jobs import FINISHED_JOB_STATUSES, JobStatus
-from shared.models import Job, Message, WebhookAttempt, WebhookDelivery, WhatsappSession, Worker, utcnow
+from shared.models import (
+    Job,
+    Message,
+    WebhookAttempt,
+    WebhookDelivery,
+    WhatsappSession,
+    Worker,
+    aware,
+    utcnow,
+)
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -61,11 +69,6 @@ JOB_DURATION_BUCKETS: tuple[float, ...] = (
 
 # Deliveries still to be made (the backlog) are in these states.
 BACKLOG_STATES = ("pending", "retrying")
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _job_seconds(dialect: str) -> ColumnElement[float]:
@@ -166,7 +169,7 @@ class ZapHubCollector:
                 "zaphub_oldest_queued_job_age_seconds",
                 "Age of the oldest job still queued (0 when none is).",
             )
-            oldest_age.add_metric([], max(0.0, (now - _aware(oldest)).total_seconds()) if oldest else 0.0)
+            oldest_age.add_metric([], max(0.0, (now - aware(oldest)).total_seconds()) if oldest else 0.0)
 
             live = GaugeMetricFamily(
                 "zaphub_workers_live", "Workers whose heartbeat is within the lease (WORKER_LEASE)."
@@ -182,7 +185,7 @@ class ZapHubCollector:
             ):
                 if beat is None:
                     continue
-                age = max(0.0, (now - _aware(beat)).total_seconds())
+                age = max(0.0, (now - aware(beat)).total_seconds())
                 heartbeat_age.add_metric([worker_id], age)
                 alive += age <= settings.WORKER_LEASE
             live.add_metric([], alive)

@@ -35,6 +35,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime | None) -> datetime | None:
+    """``moment`` with its UTC zone: SQLite hands datetimes back without it (all stored times are UTC)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 def new_id() -> str:
     """A global opaque id (32 hex chars): safe in URLs and file names."""
     return uuid.uuid4().hex

@@ -27,13 +27,13 @@ from typing import Any
 
 from shared.acks import Ack
 from shared.jobs import JobPublisher
-from shared.models import Message, utcnow
+from shared.models import Message, aware, utcnow
 from shared.send_state import UNSENT_STATES
 from shared.services import jobs as job_services
 from shared.services import outbox
 from shared.services.inbox import page_ack
 from shared.services.ownership import Verdict, route_job
-from shared.services.send_queue import aware, send_interval
+from shared.services.send_queue import send_interval
 from workers import lazy
 from workers.context import WorkerContext
 from workers.runner import JobNotVisible

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.errors import InvalidInput, ZapHubError
 from shared.login_state import LoginStateError, pack
-from shared.models import Company, LegacyImport, LegacyImportRun, WhatsappSession, utcnow
+from shared.models import Company, LegacyImport, LegacyImportRun, WhatsappSession, aware, utcnow
 from shared.services import events
 from shared.services.workers import choose_worker
 from shared.statuses import LEGACY_TO_DATABASE, SessionStatus, from_legacy
@@ -341,10 +341,9 @@ def check_profile(
 
 
 def _same_time(a: datetime | None, b: datetime | None) -> bool:
-    # SQLite hands back naive datetimes for timezone-aware columns; both mean UTC here.
     if a is None or b is None:
         return a is b
-    return a.replace(tzinfo=a.tzinfo or UTC) == b.replace(tzinfo=b.tzinfo or UTC)
+    return aware(a) == aware(b)
 
 
 def _target_state(entry: LegacyEntry, profile: ProfileCheck, profiles_given: bool) -> tuple[str, str | None]:

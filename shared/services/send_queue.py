@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
-from shared.models import Message, utcnow
+from shared.models import Message, aware, utcnow
 from shared.send_state import UNSENT_STATES
 
 
@@ -25,11 +25,6 @@ class SendQueue:
 def send_interval(settings: Settings) -> float:
     """Seconds between two sends of one session (without the jitter)."""
     return 60.0 / max(settings.SEND_RATE_PER_MINUTE, 0.001)
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """``moment`` with its UTC zone (SQLite hands datetimes back without it)."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def send_queue(db: DbSession, session_id: str, settings: Settings) -> SendQueue:

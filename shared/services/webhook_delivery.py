@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
-from shared.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from shared.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, aware, utcnow
 from shared.sealing import unseal
 from shared.uow import UnitOfWork
 from shared.webhooks import http
@@ -74,14 +74,9 @@ def envelope(event: Event) -> dict:
 def _signing_secrets(settings: Settings, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     secrets = [unseal(settings, endpoint.secret)]
     expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret and expires is not None and _aware(expires) > now:
+    if endpoint.previous_secret and expires is not None and aware(expires) > now:
         secrets.append(unseal(settings, endpoint.previous_secret))
     return secrets
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 def claim(uow: UnitOfWork, delivery_id: str) -> Claimed | None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import queue_for_worker
-from shared.models import WhatsappSession, Worker, utcnow
+from shared.models import WhatsappSession, Worker, aware, utcnow
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def register_worker(
             worker = Worker(id=worker_id, queue=queue_for_worker(worker_id))
             uow.db.add(worker)
         elif held_by_another_process(worker, lease_seconds, hostname=hostname, pid=pid, now=now):
-            age = (now - _aware(worker.heartbeat_at)).total_seconds()
+            age = (now - aware(worker.heartbeat_at)).total_seconds()
             raise WorkerIdInUse(
                 f"worker id {worker_id!r} is in use by pid {worker.pid} on {worker.hostname} "
                 f"(heartbeat {age:.1f}s ago); refusing to start a second process with the same WORKER_ID"
@@ -109,19 +109,12 @@ def mark_stopped(uow: UnitOfWork, worker_id: str, lease_token: str) -> None:
         log.warning("worker %s stopped without its lease (another process holds it)", worker_id)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def is_alive(worker: Worker | None, lease_seconds: float, now: datetime | None = None) -> bool:
     """Whether ``worker`` heartbeated within the lease and has not stopped."""
     if worker is None or worker.stopped_at is not None or worker.heartbeat_at is None:
         return False
     now = now or utcnow()
-    return now - _aware(worker.heartbeat_at) <= timedelta(seconds=lease_seconds)
+    return now - aware(worker.heartbeat_at) <= timedelta(seconds=lease_seconds)
 
 
 def live_workers(db: DbSession, lease_seconds: float) -> list[Worker]:
