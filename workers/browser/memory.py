@@ -9,28 +9,36 @@ reclaim if the tree died is smaller - but it grows with the same things and is c
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from workers.browser.runtime import browser_processes
+from workers.browser.runtime import browser_processes, proc_files
 
 
 def _parents() -> dict[int, int]:
     """pid → parent pid of every process (from ``/proc/<pid>/stat``)."""
     parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-        except OSError:
-            continue
+    for pid, raw in proc_files("stat"):
         # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        fields = stat.rsplit(")", 1)[-1].split()
+        fields = raw.decode(errors="replace").rsplit(")", 1)[-1].split()
         if len(fields) > 1:
-            parents[int(entry)] = int(fields[1])
+            parents[pid] = int(fields[1])
     return parents
+
+
+def descendants(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process below them."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    tree: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
 
 
 def _rss_bytes(pid: int) -> int:
@@ -52,13 +60,4 @@ def chromium_memory(sessions_dir: str) -> dict[str, int]:
     ]
     if not browsers:
         return {"rss_bytes": 0, "browsers": 0}
-    children: dict[int, list[int]] = {}
-    for pid, parent in _parents().items():
-        children.setdefault(parent, []).append(pid)
-    tree, todo = set(), list(browsers)
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.add(pid)
-            todo.extend(children.get(pid, ()))
-    return {"rss_bytes": sum(_rss_bytes(pid) for pid in tree), "browsers": len(browsers)}
+    return {"rss_bytes": sum(_rss_bytes(pid) for pid in descendants(browsers)), "browsers": len(browsers)}

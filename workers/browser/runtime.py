@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,21 +73,28 @@ def browser_processes() -> dict[int, str]:
     Renderer, GPU and utility processes carry ``--type=`` and are left out.
     """
     found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for pid, raw in proc_files("cmdline"):
+        args = raw.decode(errors="replace").split("\0")
         if any(a.startswith("--type=") for a in args):
             continue
         for arg in args:
             if arg.startswith("--user-data-dir="):
-                found[int(entry)] = arg.split("=", 1)[1]
+                found[pid] = arg.split("=", 1)[1]
                 break
     return found
+
+
+def proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+    """``(pid, contents of /proc/<pid>/<name>)`` of every process that can be read now."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/{name}", "rb") as fh:
+                raw = fh.read()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        yield int(entry), raw
 
 
 class BrowserRuntime:
