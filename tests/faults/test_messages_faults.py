@@ -81,6 +81,17 @@ def settled_on_survivor(api, owner: str, message_id: str) -> dict:
     return wait_until(settled, 90, interval=1.0, message="the message sent or failed")
 
 
+def kill_the_page(worker) -> None:
+    """SIGKILL the worker and wait until its page is surely dead.
+
+    The simulator goes back online right after: a renderer that outlived its browser by
+    a moment would hand the message over itself.
+    """
+    worker.kill()
+    wait_until(lambda: not worker.browsers(), 10, message="the dead worker's browsers gone")
+    time.sleep(1)
+
+
 def test_a_worker_killed_mid_send_never_sends_a_message_twice(api, sim, start_worker, settings):
     workers = {w: start_worker(w, env=WORKER) for w in ("w1", "w2")}
     session = link_session(api, sim, "vendas")
@@ -140,11 +151,7 @@ def test_a_send_that_never_reached_whatsapp_is_sent_once_by_the_new_owner(api, s
             interval=0.05,
             message="the send to be in progress",
         )
-        workers[owner].kill()  # the page dies with the message: WhatsApp never got it
-        # Back online only once the page is surely dead: a renderer that outlives its
-        # browser by a moment would hand the message over itself.
-        wait_until(lambda: not workers[owner].browsers(), 10, message="the dead worker's browsers gone")
-        time.sleep(1)
+        kill_the_page(workers[owner])  # the page dies with the message: WhatsApp never got it
     finally:
         sim.offline(False)
     assert sim.sent(PHONE) == []
@@ -170,11 +177,7 @@ def test_a_send_still_pending_in_the_page_when_its_worker_dies_is_sent_once(api,
         time.sleep(6)  # the send job is long past the page's wait
         held = api.call("get", f"/session/vendas/messages/{message_id}", 200).get_json()
         assert held["ack"] == "PENDING" and held["send_state"] != "sent", held
-        workers[owner].kill()  # the page dies with the message: WhatsApp never got it
-        # Back online only once the page is surely dead: a renderer that outlives its
-        # browser by a moment would hand the message over itself.
-        wait_until(lambda: not workers[owner].browsers(), 10, message="the dead worker's browsers gone")
-        time.sleep(1)
+        kill_the_page(workers[owner])  # the page dies with the message: WhatsApp never got it
     finally:
         sim.offline(False)
     assert sim.sent(PHONE) == []
