@@ -16,6 +16,7 @@ against three at a time. ``BENCH_ONLY=restore`` runs only that.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -38,9 +40,8 @@ from shared.celery_factory import create_celery
 from shared.config import Settings, set_settings
 from shared.db import engine_for
 from shared.migrate import upgrade
-from shared.models import Company, Message, WebhookAttempt, WebhookDelivery, WhatsappSession, new_id
+from shared.models import Company, Message, WebhookAttempt, WebhookDelivery, WhatsappSession, aware, new_id
 from shared.services import accounts, events, session_events, webhook_endpoints
-from shared.services.send_queue import aware
 from shared.uow import UnitOfWork
 from shared.webhooks import dispatch
 from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
@@ -49,6 +50,7 @@ from tests.e2e.stack import WORKER_ENV, WorkerProcess, browser_pids, wait_until
 from tests.integration.test_messages_store import make_linked
 from tests.simulator import SimulatorControl, SimulatorServer
 from tests.webhook_stack import Receiver, ServiceProcess, WebhookWorker, webhook_env
+from workers.browser.memory import descendants
 
 ROWS = 20_000
 REQUESTS = 200
@@ -134,21 +136,7 @@ def status_is(row, name: str, status: str) -> bool:
 
 def process_tree(pid: int) -> set[int]:
     """``pid`` and all its descendants."""
-    tree = {pid}
-    changed = True
-    while changed:
-        changed = False
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in tree:
-                continue
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid in tree:
-                tree.add(int(entry.name))
-                changed = True
-    return tree
+    return descendants([pid])
 
 
 def pss_mib(pids: set[int]) -> float:
@@ -790,62 +778,52 @@ def bench_webhooks(database_url: str, root: Path) -> None:
         receiver.close()
 
 
+@contextlib.contextmanager
+def _database(name: str) -> Iterator[str]:
+    """A new PostgreSQL database for one section, dropped afterwards; its URL."""
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _postgres_url_for(name)
+    finally:
+        from shared.db import dispose_all
+
+        dispose_all()
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The sections on PostgreSQL after the API figures: (BENCH_ONLY name, heading, bench);
+# each gets a database of its own.
+LIVE_SECTIONS = (
+    (
+        "sessions",
+        f"Live sessions (worker + Chromium + simulator, {LIVE_SESSIONS} sessions):",
+        bench_sessions,
+    ),
+    ("messages", "Messages (worker + Chromium + simulator, one linked session, PostgreSQL):", bench_messages),
+    (
+        "webhooks",
+        "Webhooks (a webhook worker process, a local receiver, PostgreSQL):",
+        bench_webhooks,
+    ),
+    ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
+)
+
+
 def main() -> None:
     run = uuid.uuid4().hex[:8]
-    only = os.environ.get("BENCH_ONLY", "")  # "webhooks": that section alone
+    only = os.environ.get("BENCH_ONLY", "")  # one section alone: sessions, messages, webhooks or restore
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if only == "restore":
-            print("Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL, real clock):")
-            pg_name = f"zaphub_bench_{run}_restore"
-            _admin_execute(f'CREATE DATABASE "{pg_name}"')
-            try:
-                bench_restore(_postgres_url_for(pg_name), root)
-            finally:
-                from shared.db import dispose_all
-
-                dispose_all()
-                _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            return
-        if only == "webhooks":
-            print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
-            pg_name = f"zaphub_bench_{run}_hooks"
-            _admin_execute(f'CREATE DATABASE "{pg_name}"')
-            try:
-                bench_webhooks(_postgres_url_for(pg_name), root)
-            finally:
-                from shared.db import dispose_all
-
-                dispose_all()
-                _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            return
-        print(f"API latency, {ROWS} sessions in one company, {REQUESTS} requests per route:")
-        bench_api("sqlite", f"sqlite:///{root / 'bench.db'}")
-        pg_name = f"zaphub_bench_{run}"
-        _admin_execute(f'CREATE DATABASE "{pg_name}"')
-        try:
-            bench_api("postgresql", _postgres_url_for(pg_name))
-            print(f"Live sessions (worker + Chromium + simulator, {LIVE_SESSIONS} sessions, real clock):")
-            _admin_execute(f'CREATE DATABASE "{pg_name}_live"')
-            bench_sessions(_postgres_url_for(f"{pg_name}_live"), root)
-            print("Messages (worker + Chromium + simulator, one linked session, PostgreSQL, real clock):")
-            _admin_execute(f'CREATE DATABASE "{pg_name}_msg"')
-            bench_messages(_postgres_url_for(f"{pg_name}_msg"), root)
-            print("Webhooks (a real webhook worker, a local receiver, PostgreSQL, real clock):")
-            _admin_execute(f'CREATE DATABASE "{pg_name}_hooks"')
-            bench_webhooks(_postgres_url_for(f"{pg_name}_hooks"), root)
-            print("Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL, real clock):")
-            _admin_execute(f'CREATE DATABASE "{pg_name}_restore"')
-            bench_restore(_postgres_url_for(f"{pg_name}_restore"), root)
-        finally:
-            from shared.db import dispose_all
-
-            dispose_all()
-            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_live" WITH (FORCE)')
-            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_msg" WITH (FORCE)')
-            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_hooks" WITH (FORCE)')
-            _admin_execute(f'DROP DATABASE IF EXISTS "{pg_name}_restore" WITH (FORCE)')
+        if not only:
+            print(f"API latency, {ROWS} sessions in one company, {REQUESTS} requests per route:")
+            bench_api("sqlite", f"sqlite:///{root / 'bench.db'}")
+            with _database(f"zaphub_bench_{run}") as url:
+                bench_api("postgresql", url)
+        for name, heading, bench in LIVE_SECTIONS:
+            if only in ("", name):
+                print(heading)
+                with _database(f"zaphub_bench_{run}_{name}") as url:
+                    bench(url, root)
 
 
 if __name__ == "__main__":
