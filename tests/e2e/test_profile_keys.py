@@ -1,0 +1,191 @@
+"""The non-extractable key recovered from a profile on disk is the one the page stored.
+
+A session is linked in a persistent Chromium profile with the simulator; Chromium is
+then closed cleanly, or killed with SIGKILL (its IndexedDB writes are then only in the
+LevelDB write-ahead log). ``recover_keys`` reads the folder, and two proofs follow:
+
+- the AES key derived from the recovered bytes the way the page derives it decrypts the
+  page's ``wa-secrets`` to the linked device's id;
+- a fresh, non-persistent browser context given only the recovered key (imported
+  non-extractable), the localStorage values and the device id comes back linked with no
+  QR code and no scan.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+
+from tests.e2e.stack import wait_until
+from tests.simulator import SimulatorControl, SimulatorServer
+from workers.browser.runtime import CHROMIUM_ARGS, browser_processes, find_chromium
+from workers.whatsapp.profile_keys import ProfileKeysUnreadable, recover_keys
+
+pytestmark = pytest.mark.timeout(120)
+
+QR = "div[data-ref] canvas"
+MAIN = "#pane-side div[aria-label='Chat list'][role='grid']"
+PHONE = "5511999990042"
+
+# Puts the recovered key (imported non-extractable) and the device id where the page
+# looks for them, in the object stores the page itself would create.
+SEED_IDB = """async ({key, deviceId}) => {
+    const alg = key.algorithm;
+    const raw = Uint8Array.from(atob(key.keyData), (c) => c.charCodeAt(0));
+    const cryptoKey = await crypto.subtle.importKey(key.format, raw, alg, false, key.usages);
+    const put = (name, store, k, value) => new Promise((ok, ko) => {
+        const req = indexedDB.open(name, 1);
+        req.onupgradeneeded = () => req.result.createObjectStore(store);
+        req.onerror = () => ko(req.error);
+        req.onsuccess = () => {
+            const tx = req.result.transaction(store, "readwrite");
+            tx.objectStore(store).put(value, k);
+            tx.oncomplete = () => { req.result.close(); ok(); };
+            tx.onerror = () => ko(tx.error);
+        };
+    });
+    await put(key.source.database, key.source.store, key.source.key, cryptoKey);
+    await put("wawc", "user", "device", deviceId);
+    return cryptoKey.extractable;
+}"""
+
+SEED_LOCAL_STORAGE = "(items) => Object.entries(items).forEach(([k, v]) => localStorage.setItem(k, v))"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def control(server: SimulatorServer) -> SimulatorControl:
+    ctl = SimulatorControl(server.url)
+    ctl.reset()
+    ctl.clock(5.0)
+    return ctl
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS))
+    yield b
+    b.close()
+
+
+def link_in_profile(
+    pw: Playwright, profile: Path, control: SimulatorControl, url: str
+) -> tuple[BrowserContext, dict, dict]:
+    """Link a session in a persistent profile; return the open context, device, localStorage."""
+    ctx = pw.chromium.launch_persistent_context(
+        user_data_dir=str(profile), executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
+    )
+    page = ctx.new_page()
+    page.goto(url)
+    page.wait_for_selector(QR, timeout=20_000)
+    device = control.scan(page.get_attribute("div[data-ref]", "data-ref"), phone=PHONE, push_name="Ana")
+    page.wait_for_selector(MAIN, timeout=20_000)
+    return ctx, device, page.evaluate("() => ({...localStorage})")
+
+
+def kill_chromium(ctx: BrowserContext, profile: Path) -> None:
+    """SIGKILL the profile's browser process, as a crashed worker would leave it."""
+    pids = [pid for pid, folder in browser_processes().items() if Path(folder) == profile]
+    assert pids, "no Chromium found for the profile"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    try:
+        ctx.close()
+    except Exception:  # noqa: BLE001 - the browser is gone; Playwright may say so
+        pass
+
+
+def recover_when_released(profile: Path, origin: str) -> list[dict]:
+    """Chromium's helper processes may hold the LevelDB lock a moment after the kill."""
+
+    def probe() -> tuple[list[dict]] | None:
+        try:
+            return (recover_keys(profile, origin),)
+        except ProfileKeysUnreadable as exc:
+            if "running Chromium" in str(exc):
+                return None
+            raise
+
+    return wait_until(probe, 20, message="the profile's LevelDB lock to be released")[0]
+
+
+def decrypt_secrets(key: dict, local_storage: dict) -> dict:
+    """Derive the page's AES key from the recovered bytes and open ``wa-secrets``."""
+    salt = base64.b64decode(local_storage["WebEncKeySalt"])
+    material = base64.b64decode(key["keyData"])
+    aes = HKDF(hashes.SHA256(), 32, salt, b"WhatsApp Web Secrets").derive(material)
+    box = json.loads(local_storage["wa-secrets"])
+    plain = AESGCM(aes).decrypt(base64.b64decode(box["iv"]), base64.b64decode(box["ct"]), None)
+    return json.loads(plain)
+
+
+@pytest.mark.parametrize("ending", ["close", "kill"])
+def test_recovered_key_opens_the_session_in_a_fresh_context(
+    ending: str, pw: Playwright, browser: Browser, control: SimulatorControl, server, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    ctx, device, local_storage = link_in_profile(pw, profile, control, server.url)
+    if ending == "kill":
+        kill_chromium(ctx, profile)
+    else:
+        ctx.close()
+
+    keys = recover_when_released(profile, server.url)
+    assert len(keys) == 1, [k["source"] for k in keys]
+    key = keys[0]
+    assert key["source"] == {"database": "wawc_db_enc", "store": "keys", "key": "enc"}
+    assert (key["format"], key["algorithm"], key["usages"]) == ("raw", "HKDF", ["deriveKey"])
+    assert len(base64.b64decode(key["keyData"])) == 32
+    assert decrypt_secrets(key, local_storage)["device_id"] == device["device_id"]
+
+    fresh = browser.new_context()
+    try:
+        page = fresh.new_page()
+        page.goto(server.url + "api/config")  # same origin, no simulator boot yet
+        assert page.evaluate(SEED_IDB, {"key": key, "deviceId": device["device_id"]}) is False
+        page.evaluate(SEED_LOCAL_STORAGE, local_storage)
+        pairings = len(control.state()["pairings"])
+        page.goto(server.url)
+        page.wait_for_selector(MAIN, timeout=20_000)
+        assert page.locator(QR).count() == 0
+        assert len(control.state()["pairings"]) == pairings  # no new QR was even asked for
+    finally:
+        fresh.close()
+
+
+def test_a_profile_open_in_chromium_is_refused(
+    pw: Playwright, control: SimulatorControl, server, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    ctx, _, _ = link_in_profile(pw, profile, control, server.url)
+    try:
+        with pytest.raises(ProfileKeysUnreadable, match="running Chromium"):
+            recover_keys(profile, server.url)
+    finally:
+        ctx.close()
+    assert len(recover_keys(profile, server.url)) == 1
+
+
+def test_other_origins_and_empty_profiles_hold_no_key(tmp_path: Path, server) -> None:
+    assert recover_keys(tmp_path / "nothing", server.url) == []
