@@ -2,7 +2,8 @@
 
 A session is linked in a persistent Chromium profile with the simulator; Chromium is
 then closed cleanly, or killed with SIGKILL (its IndexedDB writes are then only in the
-LevelDB write-ahead log). ``recover_keys`` reads the folder, and two proofs follow:
+LevelDB write-ahead log), or closed and opened once more (the key then sits in a
+snappy-compressed ``.ldb`` table). ``recover_keys`` reads the folder, and two proofs follow:
 
 - the AES key derived from the recovered bytes the way the page derives it decrypts the
   page's ``wa-secrets`` to the linked device's id;
@@ -140,7 +141,37 @@ def decrypt_secrets(key: dict, local_storage: dict) -> dict:
     return json.loads(plain)
 
 
-@pytest.mark.parametrize("ending", ["close", "kill"])
+# Fills another database of the origin with ~8 MB, past LevelDB's write buffer, so the
+# memtable (holding the key replayed from the log) is flushed into an .ldb table.
+FILL = """async () => {
+    const req = indexedDB.open("filler", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("blobs");
+    const db = await new Promise((ok) => (req.onsuccess = () => ok(req.result)));
+    const tx = db.transaction("blobs", "readwrite");
+    for (let i = 0; i < 1000; i++) {
+        const bytes = crypto.getRandomValues(new Uint8Array(6000));
+        tx.objectStore("blobs").put(btoa(String.fromCharCode(...bytes)), i);
+    }
+    await new Promise((ok, ko) => { tx.oncomplete = ok; tx.onerror = () => ko(tx.error); });
+    db.close();
+}"""
+
+
+def reopen(pw: Playwright, profile: Path, url: str) -> None:
+    """Open the linked profile once more and write a lot: the key moves into an ``.ldb`` table."""
+    ctx = pw.chromium.launch_persistent_context(
+        user_data_dir=str(profile), executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
+    )
+    try:
+        page = ctx.new_page()
+        page.goto(url)
+        page.wait_for_selector(MAIN, timeout=20_000)
+        page.evaluate(FILL)
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("ending", ["close", "kill", "reopened"])
 def test_recovered_key_opens_the_session_in_a_fresh_context(
     ending: str, pw: Playwright, browser: Browser, control: SimulatorControl, server, tmp_path: Path
 ) -> None:
@@ -150,6 +181,9 @@ def test_recovered_key_opens_the_session_in_a_fresh_context(
         kill_chromium(ctx, profile)
     else:
         ctx.close()
+    if ending == "reopened":
+        reopen(pw, profile, server.url)
+        assert list((profile / "Default" / "IndexedDB").glob("*/*.ldb")), "no LevelDB table written"
 
     keys = recover_when_released(profile, server.url)
     assert len(keys) == 1, [k["source"] for k in keys]
