@@ -18,25 +18,26 @@ import base64
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright
 
+from tests.e2e import test_simulator
 from tests.e2e.stack import wait_until
-from tests.simulator import SimulatorControl, SimulatorServer
-from workers.browser.runtime import CHROMIUM_ARGS, browser_processes, find_chromium
+from tests.e2e.test_simulator import MAIN, QR, link, local_storage, open_profile
+from tests.simulator import SimulatorControl
+from workers.browser.runtime import browser_processes
 from workers.whatsapp.profile_keys import ProfileKeysUnreadable, recover_keys
 
 pytestmark = pytest.mark.timeout(120)
 
-QR = "div[data-ref] canvas"
-MAIN = "#pane-side div[aria-label='Chat list'][role='grid']"
-PHONE = "5511999990042"
+# The simulator tests' module fixtures: one Playwright, one plain browser.
+pw = test_simulator.pw
+browser = test_simulator.browser
 
 # Puts the recovered key (imported non-extractable) and the device id where the page
 # looks for them, in the object stores the page itself would create.
@@ -63,46 +64,12 @@ SEED_IDB = """async ({key, deviceId}) => {
 SEED_LOCAL_STORAGE = "(items) => Object.entries(items).forEach(([k, v]) => localStorage.setItem(k, v))"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def control(server: SimulatorServer) -> SimulatorControl:
-    ctl = SimulatorControl(server.url)
-    ctl.reset()
-    ctl.clock(5.0)
-    return ctl
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright) -> Iterator[Browser]:
-    b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS))
-    yield b
-    b.close()
-
-
-def link_in_profile(
-    pw: Playwright, profile: Path, control: SimulatorControl, url: str
-) -> tuple[BrowserContext, dict, dict]:
+def link_in_profile(pw: Playwright, profile: Path, sim: SimulatorControl, url: str) -> tuple:
     """Link a session in a persistent profile; return the open context, device, localStorage."""
-    ctx = pw.chromium.launch_persistent_context(
-        user_data_dir=str(profile), executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
-    )
+    ctx = open_profile(pw, profile)
     page = ctx.new_page()
-    page.goto(url)
-    page.wait_for_selector(QR, timeout=20_000)
-    device = control.scan(page.get_attribute("div[data-ref]", "data-ref"), phone=PHONE, push_name="Ana")
-    page.wait_for_selector(MAIN, timeout=20_000)
-    return ctx, device, page.evaluate("() => ({...localStorage})")
+    device = link(page, sim, url)
+    return ctx, device, local_storage(page)
 
 
 def kill_chromium(ctx: BrowserContext, profile: Path) -> None:
@@ -159,9 +126,7 @@ FILL = """async () => {
 
 def reopen(pw: Playwright, profile: Path, url: str) -> None:
     """Open the linked profile once more and write a lot: the key moves into an ``.ldb`` table."""
-    ctx = pw.chromium.launch_persistent_context(
-        user_data_dir=str(profile), executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
-    )
+    ctx = open_profile(pw, profile)
     try:
         page = ctx.new_page()
         page.goto(url)
@@ -173,53 +138,51 @@ def reopen(pw: Playwright, profile: Path, url: str) -> None:
 
 @pytest.mark.parametrize("ending", ["close", "kill", "reopened"])
 def test_recovered_key_opens_the_session_in_a_fresh_context(
-    ending: str, pw: Playwright, browser: Browser, control: SimulatorControl, server, tmp_path: Path
+    ending: str, pw: Playwright, browser: Browser, sim: SimulatorControl, simulator_server, tmp_path: Path
 ) -> None:
+    url = simulator_server.url
     profile = tmp_path / "profile"
-    ctx, device, local_storage = link_in_profile(pw, profile, control, server.url)
+    ctx, device, stored = link_in_profile(pw, profile, sim, url)
     if ending == "kill":
         kill_chromium(ctx, profile)
     else:
         ctx.close()
     if ending == "reopened":
-        reopen(pw, profile, server.url)
+        reopen(pw, profile, url)
         assert list((profile / "Default" / "IndexedDB").glob("*/*.ldb")), "no LevelDB table written"
 
-    keys = recover_when_released(profile, server.url)
+    keys = recover_when_released(profile, url)
     assert len(keys) == 1, [k["source"] for k in keys]
     key = keys[0]
     assert key["source"] == {"database": "wawc_db_enc", "store": "keys", "key": "enc"}
     assert (key["format"], key["algorithm"], key["usages"]) == ("raw", "HKDF", ["deriveKey"])
     assert len(base64.b64decode(key["keyData"])) == 32
-    assert decrypt_secrets(key, local_storage)["device_id"] == device["device_id"]
+    assert decrypt_secrets(key, stored)["device_id"] == device["device_id"]
 
     fresh = browser.new_context()
     try:
         page = fresh.new_page()
-        page.goto(server.url + "api/config")  # same origin, no simulator boot yet
+        page.goto(url + "api/config")  # same origin, no simulator boot yet
         assert page.evaluate(SEED_IDB, {"key": key, "deviceId": device["device_id"]}) is False
-        page.evaluate(SEED_LOCAL_STORAGE, local_storage)
-        pairings = len(control.state()["pairings"])
-        page.goto(server.url)
+        page.evaluate(SEED_LOCAL_STORAGE, stored)
+        pairings = len(sim.state()["pairings"])
+        page.goto(url)
         page.wait_for_selector(MAIN, timeout=20_000)
         assert page.locator(QR).count() == 0
-        assert len(control.state()["pairings"]) == pairings  # no new QR was even asked for
+        assert len(sim.state()["pairings"]) == pairings  # no new QR was even asked for
     finally:
         fresh.close()
 
 
 def test_a_profile_open_in_chromium_is_refused(
-    pw: Playwright, control: SimulatorControl, server, tmp_path: Path
+    pw: Playwright, sim: SimulatorControl, simulator_server, tmp_path: Path
 ) -> None:
     profile = tmp_path / "profile"
-    ctx, _, _ = link_in_profile(pw, profile, control, server.url)
+    ctx, _, _ = link_in_profile(pw, profile, sim, simulator_server.url)
     try:
         with pytest.raises(ProfileKeysUnreadable, match="running Chromium"):
-            recover_keys(profile, server.url)
+            recover_keys(profile, simulator_server.url)
     finally:
         ctx.close()
-    assert len(recover_keys(profile, server.url)) == 1
-
-
-def test_other_origins_and_empty_profiles_hold_no_key(tmp_path: Path, server) -> None:
-    assert recover_keys(tmp_path / "nothing", server.url) == []
+    assert len(recover_keys(profile, simulator_server.url)) == 1
+    assert recover_keys(profile, "https://web.whatsapp.com/") == []
