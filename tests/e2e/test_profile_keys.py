@@ -1,9 +1,16 @@
 """The non-extractable key recovered from a profile on disk is the one the page stored.
 
-A session is linked in a persistent Chromium profile with the simulator; Chromium is
-then closed cleanly, or killed with SIGKILL (its IndexedDB writes are then only in the
-LevelDB write-ahead log), or closed and opened once more (the key then sits in a
-snappy-compressed ``.ldb`` table). ``recover_keys`` reads the folder, and two proofs follow:
+A session is linked in a persistent Chromium profile with the simulator, and the profile
+is left in one of these states:
+
+- closed cleanly (the key is in the LevelDB write-ahead log);
+- Chromium killed with SIGKILL (the same, never closed);
+- Chromium killed while it writes megabytes to IndexedDB (a torn log tail);
+- closed, then opened once more and written to (the key moves into an ``.ldb`` table);
+- copied while Chromium runs, into the login-state archive the workers save, then
+  unpacked elsewhere.
+
+``recover_keys`` reads the folder, and two proofs follow:
 
 - the AES key derived from the recovered bytes the way the page derives it decrypts the
   page's ``wa-secrets`` to the linked device's id;
@@ -26,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from playwright.sync_api import Browser, BrowserContext, Playwright
 
+from shared import login_state
 from tests.e2e import test_simulator
 from tests.e2e.stack import wait_until
 from tests.e2e.test_simulator import MAIN, QR, link, local_storage, open_profile
@@ -114,12 +122,14 @@ FILL = """async () => {
     const req = indexedDB.open("filler", 1);
     req.onupgradeneeded = () => req.result.createObjectStore("blobs");
     const db = await new Promise((ok) => (req.onsuccess = () => ok(req.result)));
-    const tx = db.transaction("blobs", "readwrite");
-    for (let i = 0; i < 1000; i++) {
-        const bytes = crypto.getRandomValues(new Uint8Array(6000));
-        tx.objectStore("blobs").put(btoa(String.fromCharCode(...bytes)), i);
+    for (let t = 0; t < 100; t++) {  // many small commits: a kill lands between or inside them
+        const tx = db.transaction("blobs", "readwrite");
+        for (let i = 0; i < 10; i++) {
+            const bytes = crypto.getRandomValues(new Uint8Array(6000));
+            tx.objectStore("blobs").put(btoa(String.fromCharCode(...bytes)), t * 10 + i);
+        }
+        await new Promise((ok, ko) => { tx.oncomplete = ok; tx.onerror = () => ko(tx.error); });
     }
-    await new Promise((ok, ko) => { tx.oncomplete = ok; tx.onerror = () => ko(tx.error); });
     db.close();
 }"""
 
@@ -136,7 +146,15 @@ def reopen(pw: Playwright, profile: Path, url: str) -> None:
         ctx.close()
 
 
-@pytest.mark.parametrize("ending", ["close", "kill", "reopened"])
+def kill_mid_write(ctx: BrowserContext, profile: Path) -> None:
+    """Start writing ~8 MB to IndexedDB and SIGKILL Chromium once the log is growing."""
+    ctx.pages[-1].evaluate(f"() => {{ ({FILL})(); }}")  # not awaited: it runs on
+    folder = profile / "Default" / "IndexedDB"
+    wait_until(lambda: sum(p.stat().st_size for p in folder.glob("*/*.log")) > 1_000_000, 60, 0.02)
+    kill_chromium(ctx, profile)
+
+
+@pytest.mark.parametrize("ending", ["close", "kill", "killed_mid_write", "reopened", "archived"])
 def test_recovered_key_opens_the_session_in_a_fresh_context(
     ending: str, pw: Playwright, browser: Browser, sim: SimulatorControl, simulator_server, tmp_path: Path
 ) -> None:
@@ -145,6 +163,13 @@ def test_recovered_key_opens_the_session_in_a_fresh_context(
     ctx, device, stored = link_in_profile(pw, profile, sim, url)
     if ending == "kill":
         kill_chromium(ctx, profile)
+    elif ending == "killed_mid_write":
+        kill_mid_write(ctx, profile)
+    elif ending == "archived":  # the login-state archive a worker saves while Chromium runs
+        blob = login_state.pack(profile, ["archive-secret"])
+        ctx.close()
+        profile = tmp_path / "restored"
+        login_state.unpack(blob, profile, ["archive-secret"])
     else:
         ctx.close()
     if ending == "reopened":
