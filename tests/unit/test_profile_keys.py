@@ -300,3 +300,9 @@ def test_a_locked_leveldb_is_refused(tmp_path: Path) -> None:
         holder.stdin.close()
         holder.wait(timeout=10)
     assert len(recover_keys(profile)) == 1
+
+
+def test_a_key_overwritten_by_plain_data_is_gone(tmp_path: Path) -> None:
+    table = [*names(), (data_key(1, 1, "enc"), 3, idb_value(HKDF_KEY))]
+    log = [batch(10, [(data_key(1, 1, "enc"), idb_value(b'"' + varint(2) + b"no"))])]
+    assert recover_keys(profile_with(tmp_path, table, log)) == []

@@ -280,8 +280,12 @@ def _numbered(folder: Path, suffix: str) -> dict[int, Path]:
     return found
 
 
-def read_live(folder: Path) -> dict[bytes, Entry]:
-    """Every user key of a LevelDB folder with its newest state (deletions included)."""
+def read_live(folder: Path, wanted: Callable[[bytes, bytes], bool] | None = None) -> dict[bytes, Entry]:
+    """Every user key of a LevelDB folder with its newest state (deletions included).
+
+    With ``wanted(key, value)``, values it declines are not kept: their entry reads as
+    deleted but keeps its sequence number, so an older value never shows through.
+    """
     version = _read_manifest(folder)
     tables = {**_numbered(folder, ".sst"), **_numbered(folder, ".ldb")}
     missing = version.tables - tables.keys()
@@ -292,6 +296,8 @@ def read_live(folder: Path) -> dict[bytes, Entry]:
     def keep(key: bytes, sequence: int, value: bytes | None, verify: Callable[[], bool]) -> None:
         old = newest.get(key)
         if old is None or sequence > old.sequence:
+            if value is not None and wanted is not None and not wanted(key, value):
+                value = None
             newest[key] = Entry(sequence, value, verify)
 
     for number in sorted(version.tables):

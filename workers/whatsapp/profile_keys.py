@@ -22,14 +22,15 @@ import base64
 import fcntl
 import logging
 import os
+import struct
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from workers.whatsapp.idb_values import (
     DATABASE_NAME_TYPE,
     OBJECT_STORE_DATA_INDEX,
     OBJECT_STORE_META,
+    StoredKey,
     UnsupportedValue,
     decode_idb_key,
     read_string_with_length,
@@ -86,7 +87,7 @@ def recover_keys(profile_dir: Path, origin: str | None = None) -> list[dict]:
 def _folder_keys(folder: Path) -> list[dict]:
     _refuse_if_open(folder)
     try:
-        live = read_live(folder)
+        live = read_live(folder, _wanted)
     except (LevelDBError, OSError) as exc:
         raise ProfileKeysUnreadable(f"{folder.name}: {exc}") from exc
     entries = {key: entry for key, entry in live.items() if entry.value is not None}
@@ -102,7 +103,7 @@ def _folder_keys(folder: Path) -> list[dict]:
                 continue
             found = value_keys(entry.value)
             idb_key, _ = decode_idb_key(key, pos)
-        except (UnsupportedValue, LevelDBError, IndexError) as exc:
+        except (UnsupportedValue, LevelDBError, IndexError, struct.error) as exc:
             skipped += 1
             log.debug("skipped a value in %s: %s", folder.name, exc)
             continue
@@ -118,7 +119,17 @@ def _folder_keys(folder: Path) -> list[dict]:
     return records
 
 
-def _record(stored: Any, source: dict) -> dict:
+def _wanted(key: bytes, value: bytes) -> bool:
+    """Metadata (names, ids) and values that may hold a CryptoKey; the rest is not kept."""
+    if _KEY_MARK in value:
+        return True
+    try:
+        return split_prefix(key)[1:3] == (0, 0)
+    except UnsupportedValue:
+        return False
+
+
+def _record(stored: StoredKey, source: dict) -> dict:
     return {
         "format": stored.format,
         "keyData": base64.b64encode(stored.key_data).decode("ascii"),
