@@ -181,7 +181,10 @@ def _refuse_if_open(folder: Path) -> None:
     lock = folder / "LOCK"
     if not lock.exists():
         return
-    fd = os.open(lock, os.O_RDWR)
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError as exc:
+        raise ProfileKeysUnreadable(f"{folder.name}: cannot check its lock ({exc.strerror})") from exc
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.lockf(fd, fcntl.LOCK_UN)
