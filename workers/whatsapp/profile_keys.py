@@ -103,7 +103,7 @@ def _folder_keys(folder: Path) -> list[dict]:
                 continue
             found = value_keys(entry.value)
             idb_key, _ = decode_idb_key(key, pos)
-        except (UnsupportedValue, LevelDBError, IndexError, struct.error) as exc:
+        except (ValueError, LevelDBError, IndexError, struct.error) as exc:  # UnsupportedValue too
             skipped += 1
             log.debug("skipped a value in %s: %s", folder.name, exc)
             continue
@@ -116,7 +116,8 @@ def _folder_keys(folder: Path) -> list[dict]:
         records.extend(_record(stored, source) for stored in found)
     if skipped:
         log.info("%s: %d value(s) of unsupported shape skipped", folder.name, skipped)
-    return records
+    # Tables and logs come in file order; sort so the same profile always reads the same.
+    return sorted(records, key=lambda r: repr(sorted(r["source"].items())))
 
 
 def _wanted(key: bytes, value: bytes) -> bool:
