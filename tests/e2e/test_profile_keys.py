@@ -211,3 +211,87 @@ def test_a_profile_open_in_chromium_is_refused(
         ctx.close()
     assert len(recover_keys(profile, simulator_server.url)) == 1
     assert recover_keys(profile, "https://web.whatsapp.com/") == []
+
+
+# Stores keys of several shapes from a real page, with what each one produced, so the
+# recovered material can be checked by use: decrypt, verify, sign, derive.
+STORE_ZOO = """async () => {
+    const enc = new TextEncoder(), msg = enc.encode("zaphub");
+    const s = crypto.subtle, b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)));
+    const iv = new Uint8Array(12);
+    const aes = await s.generateKey({name: "AES-GCM", length: 256}, false, ["encrypt", "decrypt"]);
+    const hmac = await s.generateKey({name: "HMAC", hash: "SHA-256"}, false, ["sign", "verify"]);
+    const ec = await s.generateKey({name: "ECDSA", namedCurve: "P-256"}, false, ["sign", "verify"]);
+    const pbkdf2 = await s.importKey("raw", enc.encode("pass"), "PBKDF2", false, ["deriveBits"]);
+    const salt = new Uint8Array(16);
+    const req = indexedDB.open("zoo", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("k");
+    const db = await new Promise((ok) => (req.onsuccess = () => ok(req.result)));
+    const tx = db.transaction("k", "readwrite");
+    const store = tx.objectStore("k");
+    store.put(aes, "aes");
+    store.put({nested: [hmac]}, "hmac");
+    store.put(ec.privateKey, "ec-private");
+    store.put(ec.publicKey, "ec-public");
+    store.put(pbkdf2, "pbkdf2");
+    await new Promise((ok) => (tx.oncomplete = ok));
+    db.close();
+    return {
+        aes: b64(await s.encrypt({name: "AES-GCM", iv}, aes, msg)),
+        hmac: b64(await s.sign("HMAC", hmac, msg)),
+        ecdsa: b64(await s.sign({name: "ECDSA", hash: "SHA-256"}, ec.privateKey, msg)),
+        pbkdf2: b64(await s.deriveBits({name: "PBKDF2", hash: "SHA-256", salt, iterations: 10}, pbkdf2, 128)),
+    };
+}"""
+
+# Imports every recovered record as it is and checks it does what the original did.
+USE_ZOO = """async ({keys, made}) => {
+    const enc = new TextEncoder(), msg = enc.encode("zaphub"), s = crypto.subtle;
+    const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)));
+    const k = {};
+    for (const r of keys) {
+        k[r.source.key] = await s.importKey(r.format, bytes(r.keyData), r.algorithm, false, r.usages);
+    }
+    const ecdsa = {name: "ECDSA", hash: "SHA-256"};
+    const fresh = await s.sign(ecdsa, k["ec-private"], msg);
+    return {
+        aes: new TextDecoder().decode(
+            await s.decrypt({name: "AES-GCM", iv: new Uint8Array(12)}, k.aes, bytes(made.aes))),
+        hmac: await s.verify("HMAC", k.hmac, bytes(made.hmac), msg),
+        ecdsa: await s.verify(ecdsa, k["ec-public"], bytes(made.ecdsa), msg)
+            && await s.verify(ecdsa, k["ec-public"], fresh, msg),
+        pbkdf2: b64(await s.deriveBits(
+            {name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(16), iterations: 10}, k.pbkdf2, 128)),
+    };
+}"""
+
+
+def test_keys_of_other_shapes_come_back_usable(
+    pw: Playwright, browser: Browser, simulator_server, tmp_path: Path
+) -> None:
+    url = simulator_server.url + "api/config"  # the simulator's origin, no page script
+    profile = tmp_path / "profile"
+    ctx = open_profile(pw, profile)
+    page = ctx.new_page()
+    page.goto(url)
+    made = page.evaluate(STORE_ZOO)
+    ctx.close()
+
+    keys = recover_keys(profile, simulator_server.url)
+    shapes = {k["source"]["key"]: (k["format"], k["algorithm"], k["usages"]) for k in keys}
+    assert shapes == {
+        "aes": ("raw", {"name": "AES-GCM"}, ["encrypt", "decrypt"]),
+        "hmac": ("raw", {"name": "HMAC", "hash": "SHA-256"}, ["sign", "verify"]),
+        "ec-private": ("pkcs8", {"name": "ECDSA", "namedCurve": "P-256"}, ["sign"]),
+        "ec-public": ("spki", {"name": "ECDSA", "namedCurve": "P-256"}, ["verify"]),
+        "pbkdf2": ("raw", "PBKDF2", ["deriveBits"]),
+    }
+    fresh = browser.new_context()
+    try:
+        page = fresh.new_page()
+        page.goto(url)
+        used = page.evaluate(USE_ZOO, {"keys": keys, "made": made})
+    finally:
+        fresh.close()
+    assert used == {"aes": "zaphub", "hmac": True, "ecdsa": True, "pbkdf2": made["pbkdf2"]}
