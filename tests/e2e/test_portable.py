@@ -233,6 +233,12 @@ def test_material_stays_out_of_the_page_and_other_contexts(server, control: Simu
         scan = await page1.evaluate(SCAN_GLOBALS, needles)
         assert scan["visited"] > 100  # the scan did walk the globals
         assert scan["hits"] == []
+        assert (
+            await page1.evaluate(
+                "() => Object.getOwnPropertyNames(window).filter((k) => k.startsWith('__zh'))"
+            )
+            == []
+        )
         # The scan itself would have found it: plant the material and look again.
         await page1.evaluate("(s) => { window.__planted = { deep: s }; }", needles[0])
         assert (await page1.evaluate(SCAN_GLOBALS, needles))["hits"] == ["window.__planted.deep"]
@@ -241,5 +247,150 @@ def test_material_stays_out_of_the_page_and_other_contexts(server, control: Simu
         await recorded(second)
         assert len(first.records()) == 1 and len(second.records()) == 1
         assert first.records() != second.records()
+
+    run(scenario)
+
+
+SITE = "http://localhost:9/"  # routed, never fetched; localhost is a secure context (crypto.subtle)
+
+SEED = """
+async () => {
+  const open = (name, version, upgrade) => new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, version);
+    r.onupgradeneeded = () => upgrade(r.result);
+    r.onsuccess = () => { r.result.close(); resolve(); };
+    r.onerror = () => reject(r.error);
+  });
+  const key = await crypto.subtle.importKey(
+    "raw", new Uint8Array(16).fill(7), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  const mac = await crypto.subtle.importKey(
+    "raw", new Uint8Array(32).fill(9), { name: "HMAC", hash: "SHA-256" }, true, ["sign"]);
+  await open("typed", 3, (db) => {
+    const inline = db.createObjectStore("inline", { keyPath: "id", autoIncrement: true });
+    inline.createIndex("by_tag", "tags", { unique: false, multiEntry: true });
+    inline.createIndex("by_name", "name", { unique: true });
+    inline.add({ name: "a", tags: ["x", "y"], when: new Date(86400000), n: NaN, neg: -0, big: 10n,
+                 u: undefined, buf: new Uint8Array([1, 2, 255]).buffer, view: new Int16Array([-1, 300]),
+                 map: new Map([["k", { deep: [1, { "$zh": "not a tag" }] }]]), set: new Set([1, "two"]),
+                 key, mac, nothing: null, yes: true });
+    inline.add({ name: "b", tags: [] });
+    const outOfLine = db.createObjectStore("out");
+    outOfLine.put("by date", new Date(5));
+    outOfLine.put("by array", [1, "a"]);
+    outOfLine.put("by binary", new Uint8Array([0, 1]));
+    outOfLine.put(42, "by string");
+  });
+  await open("empty", 5, () => {});
+  localStorage.setItem("plain", "value");
+}
+"""
+
+DESCRIBE = """
+async () => {
+  const req = (r) => new Promise((ok, ko) => {
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => ko(r.error);
+  });
+  const show = async (v) => {
+    if (v instanceof CryptoKey) {
+      const out = { alg: v.algorithm.name, extractable: v.extractable, usages: v.usages };
+      if (v.algorithm.name === "AES-GCM") {
+        const iv = new Uint8Array(12);
+        const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, v, new Uint8Array(4));
+        out.ct = Array.from(new Uint8Array(ct));
+      } else out.raw = Array.from(new Uint8Array(await crypto.subtle.exportKey("raw", v)));
+      return out;
+    }
+    if (v === undefined) return "<undefined>";
+    if (typeof v === "number" && !Number.isFinite(v)) return "<" + v + ">";
+    if (Object.is(v, -0)) return "<-0>";
+    if (typeof v === "bigint") return "<" + v + "n>";
+    if (v instanceof Date) return "<date " + v.getTime() + ">";
+    if (v instanceof ArrayBuffer) return "<buffer " + Array.from(new Uint8Array(v)) + ">";
+    if (ArrayBuffer.isView(v)) return "<" + v.constructor.name + " " + Array.from(v) + ">";
+    if (v instanceof Map) return { "<map>": await show([...v]) };
+    if (v instanceof Set) return { "<set>": await show([...v]) };
+    if (Array.isArray(v)) return Promise.all(v.map(show));
+    if (v && typeof v === "object") {
+      const out = {};
+      for (const k of Object.keys(v)) out[k] = await show(v[k]);
+      return out;
+    }
+    return v;
+  };
+  const dbs = [];
+  for (const { name } of (await indexedDB.databases()).sort((a, b) => a.name < b.name ? -1 : 1)) {
+    const db = await req(indexedDB.open(name));
+    const stores = [];
+    for (const sname of [...db.objectStoreNames]) {
+      const s = db.transaction(sname).objectStore(sname);
+      const indexes = [...s.indexNames].map((i) => {
+        const ix = s.index(i);
+        return [i, ix.keyPath, ix.unique, ix.multiEntry];
+      });
+      const keys = await req(s.getAllKeys());
+      const values = await req(s.getAll());
+      const tagged = s.indexNames.contains("by_tag") ? await req(s.index("by_tag").getAllKeys("y")) : null;
+      stores.push({ sname, keyPath: s.keyPath, auto: s.autoIncrement, indexes, keys: await show(keys),
+                    values: await show(values), tagged });
+    }
+    db.close();
+    dbs.push({ name, version: db.version, stores });
+  }
+  return { dbs, ls: { ...localStorage } };
+}
+"""
+
+
+async def blank_site(ctx: BrowserContext) -> None:
+    """Serve an empty page for every URL of ``SITE`` (no site script wipes anything)."""
+
+    async def serve(route) -> None:
+        await route.fulfill(status=200, content_type="text/html", body="<!doctype html><title>site</title>")
+
+    await ctx.route(SITE + "**", serve)
+
+
+def test_every_value_type_and_store_shape_round_trips() -> None:
+    async def scenario(launch) -> None:
+        browser = await launch()
+        recorder = KeyRecorder()
+        ctx = await captured_context(browser, recorder)
+        await blank_site(ctx)
+        page = await ctx.new_page()
+        await page.goto(SITE)
+        await page.evaluate(SEED)
+        await recorded(recorder)
+        before = await page.evaluate(DESCRIBE)
+        state = await dump(page, recorder)
+        assert [k.get("extractable") for k in state["keys"]] == [None, True]  # recorded, then exported
+        await ctx.close()
+
+        ctx = await captured_context(browser, KeyRecorder())
+        await blank_site(ctx)
+        page = await restore(ctx, state, SITE + "later")
+        assert page.url == SITE + "later"
+        after = await page.evaluate(DESCRIBE)
+        assert after == before
+        assert [db["version"] for db in after["dbs"]] == [5, 3]
+        assert after["dbs"][1]["stores"][0]["tagged"] == [1]  # the multiEntry index was rebuilt
+        # Nothing of the restore is left in the page's globals.
+        assert await page.evaluate("() => Object.keys(window).filter((k) => k.includes('zh'))") == []
+
+        # A Blob cannot be carried: the dump refuses and says where it is.
+        await page.evaluate(
+            """() => new Promise((resolve) => {
+                 const r = indexedDB.open("typed");
+                 r.onsuccess = () => {
+                   const tx = r.result.transaction("out", "readwrite");
+                   tx.objectStore("out").put(new Blob(["x"]), "blob");
+                   tx.oncomplete = () => { r.result.close(); resolve(); };
+                 };
+               })"""
+        )
+        with pytest.raises(
+            NotPortable, match="IndexedDB typed/out holds a Blob value that cannot be carried"
+        ):
+            await dump(page, KeyRecorder.from_records(state["keys"]))
 
     run(scenario)

@@ -33,6 +33,9 @@ CAPTURE_JS = r"""
 (() => {
   "use strict";
   const send = globalThis[%(binding)s];
+  // Playwright's binding function works from its closure: take it off window so no
+  // page script can call or wrap it.
+  delete globalThis[%(binding)s];
   const subtle = globalThis.crypto && globalThis.crypto.subtle;
   if (typeof send !== "function" || !subtle || typeof SubtleCrypto === "undefined") return;
   // Everything the wrapper needs is held in this closure, so a page script that later
