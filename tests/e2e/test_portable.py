@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from shared import login_state
 from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser.runtime import CHROMIUM_ARGS, find_chromium
 from workers.whatsapp.portable import KeyRecorder, NotPortable, dump, install_capture, restore
@@ -30,6 +31,7 @@ MAIN = "#pane-side div[aria-label='Chat list'][role='grid']"
 PHONE = "5511999990001"
 OTHER_PHONE = "5511999990002"
 WAIT_MS = 15_000
+SECRETS = ["portable-e2e-secret"]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,10 @@ def test_restore_in_a_fresh_browser_twice_without_a_scan(server, control: Simula
     async def scenario(launch) -> None:
         state, wid = await linked_state(launch, control, server.url)
         assert json.loads(json.dumps(state)) == state  # JSON-able as it is
+        # Stored the way a worker stores it: encrypted, checksummed, then read back.
+        blob = login_state.pack_portable(state, SECRETS)
+        assert base64.b64decode(state["keys"][0]["keyData"]) not in blob
+        state = login_state.unpack_portable(blob, SECRETS)
         assert [db["name"] for db in state["indexedDB"]] == ["wawc", "wawc_db_enc"]
         assert len(state["keys"]) == 1 and state["keys"][0]["algorithm"] == "HKDF"
         pairings = len(control.state()["pairings"])
