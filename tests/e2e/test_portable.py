@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -34,18 +34,15 @@ WAIT_MS = 15_000
 SECRETS = ["portable-e2e-secret"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as srv:
-        yield srv
+@pytest.fixture()
+def server(simulator_server: SimulatorServer) -> SimulatorServer:
+    return simulator_server
 
 
 @pytest.fixture()
-def control(server: SimulatorServer) -> SimulatorControl:
-    ctl = SimulatorControl(server.url)
-    ctl.reset()
-    ctl.clock(5.0)
-    return ctl
+def control(sim: SimulatorControl) -> SimulatorControl:
+    """The fake phone of a freshly reset simulator (``tests/e2e/conftest.py``)."""
+    return sim
 
 
 def run(scenario: Callable[[Callable[[], Awaitable[Browser]]], Awaitable[None]]) -> None:
