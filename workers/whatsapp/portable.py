@@ -23,6 +23,7 @@ raw key material: it is a password, only ever stored encrypted
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -275,22 +276,29 @@ async def restore(ctx: BrowserContext, state: dict[str, Any], url: str, timeout:
         raise InvalidState(f"portable state is for {state['origin']}, not {origin_of(url)}")
     bootstrap = state["origin"] + BOOTSTRAP_PATH
 
+    def _is_bootstrap(candidate: str) -> bool:
+        return candidate == bootstrap
+
     async def _serve(route: Route) -> None:
         await route.fulfill(status=200, content_type="text/html", body=_BOOTSTRAP_HTML)
 
-    page = await ctx.new_page()
-    ms = timeout * 1000
-    try:
-        await page.route(bootstrap, _serve)
+    async def _rebuild() -> dict:
+        await page.route(_is_bootstrap, _serve)
         try:
-            await page.goto(bootstrap, wait_until="domcontentloaded", timeout=ms)
-            page.set_default_timeout(ms)
-            result = await page.evaluate(RESTORE_JS, state)
+            await page.goto(bootstrap, wait_until="domcontentloaded")
+            return await page.evaluate(RESTORE_JS, state)
         finally:
-            await page.unroute(bootstrap, _serve)
+            await page.unroute(_is_bootstrap, _serve)
+
+    page = await ctx.new_page()
+    try:
+        try:
+            result = await asyncio.wait_for(_rebuild(), timeout)
+        except TimeoutError:
+            raise NotPortable(f"the login state was not rebuilt within {timeout:g} s") from None
         if not result.get("ok"):
             raise NotPortable(f"the login state could not be restored: {result.get('error')}")
-        await page.goto(url, wait_until="domcontentloaded", timeout=ms)
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
     except BaseException:
         await page.close()
         raise
