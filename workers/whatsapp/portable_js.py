@@ -186,7 +186,11 @@ DUMP_JS = (
     }
     let print = null;
     try { print = await fingerprint(key); } catch (e) { print = null; }
-    if (print === null || !byPrint.has(print)) {
+    if (print === null) {
+      const what = `${key.algorithm.name} CryptoKey (${[...key.usages]})`;
+      fail(`IndexedDB ${where} holds a non-extractable ${what} that no fingerprint can match`);
+    }
+    if (!byPrint.has(print)) {
       fail(
         `IndexedDB ${where} holds a ${key.algorithm.name} CryptoKey with no recorded material` +
           " (made by generateKey, deriveKey, unwrapKey or in a Worker?)"
