@@ -157,13 +157,14 @@ class KeyRecorder:
 async def install_capture(ctx: BrowserContext, recorder: KeyRecorder) -> None:
     """Expose the recording binding and add the importKey wrapper to ``ctx``.
 
-    Must be called before any page of ``ctx`` exists (init scripts and bindings only
-    reach pages created afterwards). The binding name is random per context; the
-    binding only ever feeds ``recorder``, so two contexts of one browser never see each
-    other's keys.
+    Must be called before any page of ``ctx`` has loaded a document (the init script
+    runs on documents loaded afterwards): on a fresh ``new_context()`` before the first
+    page, on a persistent context while its first page is still ``about:blank``. The
+    binding name is random per context; the binding only ever feeds ``recorder``, so
+    two contexts of one browser never see each other's keys.
     """
-    if ctx.pages:
-        raise RuntimeError("install_capture must run before the context has any page")
+    if any(p.url != "about:blank" for p in ctx.pages):
+        raise RuntimeError("install_capture must run before any page of the context loads a document")
     name = "__zh" + _secrets.token_hex(8)
 
     def _on_import(_source: dict, payload: Any) -> None:
