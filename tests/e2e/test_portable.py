@@ -397,3 +397,61 @@ def test_every_value_type_and_store_shape_round_trips() -> None:
             await dump(page, KeyRecorder.from_records(state["keys"]))
 
     run(scenario)
+
+
+def test_profile_to_context_to_profile_with_no_scan(server, control: SimulatorControl, tmp_path) -> None:
+    """A session linked in profile mode with the capture moves to a shared context and back."""
+
+    async def scenario(launch) -> None:
+        async with async_playwright() as pw:
+
+            async def profile(name: str, recorder: KeyRecorder) -> BrowserContext:
+                ctx = await pw.chromium.launch_persistent_context(
+                    str(tmp_path / name), executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+                )
+                await install_capture(ctx, recorder)  # its first page is still about:blank
+                return ctx
+
+            # Linked in profile mode; the profile archive carries the recorded key.
+            recorder = KeyRecorder()
+            ctx = await profile("linked", recorder)
+            await link(ctx.pages[0], control, server.url)
+            await recorded(recorder)
+            wid = await wid_of(ctx.pages[0])
+            await ctx.close()
+            blob = login_state.pack(tmp_path / "linked", SECRETS, keys=recorder.records())
+            pairings = len(control.state()["pairings"])
+
+            # Later, on another machine: the archive opens as a profile and dumps as data.
+            _, keys = login_state.unpack_with_keys(blob, tmp_path / "unpacked", SECRETS)
+            recorder = KeyRecorder.from_records(keys)
+            ctx = await profile("unpacked", recorder)
+            page = ctx.pages[0]
+            await page.goto(server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            state = await dump(page, recorder)
+            await ctx.close()
+
+            # profile -> shared context
+            browser = await launch()
+            recorder = KeyRecorder()
+            ctx = await captured_context(browser, recorder)
+            page = await restore(ctx, state, server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            await recorded(recorder)
+            state = await dump(page, recorder)
+            await ctx.close()
+
+            # shared context -> profile: restored once, then it opens from its own folder.
+            ctx = await profile("back", KeyRecorder())
+            page = await restore(ctx, state, server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            await ctx.close()
+            ctx = await profile("back", KeyRecorder())
+            await ctx.pages[0].goto(server.url)
+            await ctx.pages[0].wait_for_selector(MAIN, timeout=WAIT_MS)
+            assert await wid_of(ctx.pages[0]) == wid
+            await ctx.close()
+            assert len(control.state()["pairings"]) == pairings  # never scanned again
+
+    run(scenario)
