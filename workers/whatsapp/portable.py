@@ -197,6 +197,8 @@ async def dump(page: Page, recorder: KeyRecorder) -> dict[str, Any]:
     result = await page.evaluate(DUMP_JS, recorder.records())
     if not result.get("ok"):
         raise NotPortable(result.get("error") or "the login state could not be read")
+    if result["origin"] == "null":  # about:blank, a crashed or error page: nothing of the site
+        raise NotPortable(f"the page is not on the site ({page.url}): nothing to dump")
     state = {
         "version": STATE_VERSION,
         "origin": result["origin"],
