@@ -191,3 +191,8 @@ def test_invalid_state_is_not_portable_and_restore_checks_before_the_browser() -
     # No context is touched: a state of another origin is refused up front.
     with pytest.raises(InvalidState, match="is for https://web.whatsapp.com, not http://127.0.0.1:1"):
         asyncio.run(restore(None, STATE, "http://127.0.0.1:1/"))  # type: ignore[arg-type]
+
+
+def test_records_from_another_source_keep_only_what_importKey_needs() -> None:
+    found_on_disk = {**RECORD, "source": {"database": "wawc_db_enc", "store": "keys", "key": "enc"}}
+    assert KeyRecorder.from_records([found_on_disk]).records() == [RECORD]
