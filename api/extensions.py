@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app, g, has_request_context
 from flask_smorest import Api
 
 from shared.config import Settings
 from shared.jobs import JobPublisher
-from shared.uow import UnitOfWork
+from shared.uow import RequestUnitOfWork, UnitOfWork
 
 
 class ZapHubApi(Api):
@@ -57,8 +57,27 @@ def state() -> ZapHubState:
 
 
 def unit_of_work() -> UnitOfWork:
-    """A fresh unit of work for the current app's database."""
-    return UnitOfWork(state().settings)
+    """The current request's unit of work (one per request), or a fresh one outside a request."""
+    if not has_request_context():
+        return UnitOfWork(state().settings)
+    uow = g.get("unit_of_work")
+    if uow is None:
+        uow = g.unit_of_work = RequestUnitOfWork(state().settings)
+    return uow
+
+
+def register_request_unit_of_work(app: Flask) -> None:
+    """Close each request's unit of work when the request ends (rolling back anything uncommitted).
+
+    Call it after :func:`api.deadlines.register_request_deadline`: teardown functions run
+    in reverse order, so the closing rollback still draws on the request's budget.
+    """
+
+    @app.teardown_request
+    def close_unit_of_work(_exc: BaseException | None) -> None:
+        uow = g.pop("unit_of_work", None)
+        if uow is not None:
+            uow.close()
 
 
 def publisher() -> JobPublisher:

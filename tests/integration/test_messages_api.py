@@ -10,6 +10,7 @@ from sqlalchemy import event, func, select
 from shared.config import CONTROL_QUEUE
 from shared.db import engine_for
 from shared.models import Job, Message, WhatsappSession
+from shared.services import accounts
 from shared.uow import UnitOfWork
 from tests.broker_inspect import drain, published
 from tests.integration.test_messages_store import inbound, make_linked, store
@@ -381,6 +382,7 @@ def test_list_routes_cost_the_same_number_of_statements_for_any_page_size(
 
     def cost(size: int) -> int:
         statements.clear()
+        accounts.token_cache(settings).clear()  # each call pays its token lookup
         response = client.get(path.format(n=size), headers=tenant.agent)
         assert response.status_code == 200 and len(response.get_json()["items"]) == size
         return len(statements)
