@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -63,6 +64,11 @@ _operation: contextvars.ContextVar[float | None] = contextvars.ContextVar("db_op
 _limits = {"connect": 3.0, "statement": 6.0}
 # A pre-ping is a "SELECT 1": a server that cannot answer it this fast is not answering.
 PING_DEADLINE = 1.0
+# A pooled connection is pinged at checkout only when it has been idle this long: one
+# that answered a moment ago is taken as alive, so a busy API does not pay a round trip
+# per request for it. A server lost in between surfaces as a disconnect on first use,
+# and SQLAlchemy then recycles every pooled connection older than that moment.
+PING_AFTER_IDLE_SECONDS = 1.0
 _SESSION_STATUSES = frozenset(
     {
         psycopg2.extensions.STATUS_READY,
@@ -199,7 +205,6 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
     psycopg2.extensions.set_wait_callback(_wait_with_deadline)
     engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         pool_timeout=settings.DB_POOL_TIMEOUT,
@@ -213,20 +218,34 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
         },
     )
     event.listen(engine, "handle_error", _record_outage)
-    _short_pings(engine)
+    _ping_idle_connections(engine)
     return engine
 
 
-def _short_pings(engine: Engine) -> None:
-    """Bound the pool's pre-ping to :data:`PING_DEADLINE` (SQLAlchemy has no option for it)."""
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pre-ping, bounded by :data:`PING_DEADLINE`, connections idle over :data:`PING_AFTER_IDLE_SECONDS`.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout and has no deadline option;
+    this is its "pessimistic disconnect handling" recipe: a failed ping raises
+    ``DisconnectionError``, and the pool drops the connection and checks out another.
+    """
     dialect = engine.dialect
-    ping = dialect.do_ping
 
-    def do_ping(dbapi_connection) -> bool:
-        with _operation_limit(PING_DEADLINE):
-            return ping(dbapi_connection)
+    def mark_used(_dbapi_connection, record) -> None:
+        record.info["used_at"] = time.monotonic()
 
-    dialect.do_ping = do_ping
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("used_at", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with _operation_limit(PING_DEADLINE):
+                dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa_exc.DisconnectionError("pre-ping failed") from exc
+
+    event.listen(engine, "connect", mark_used)
+    event.listen(engine, "checkin", mark_used)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 _engines: dict[str, Engine] = {}
