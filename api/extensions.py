@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, g, has_request_context
+from flask import Flask, current_app, g, has_request_context, request
 from flask_smorest import Api
 
 from shared.config import Settings
@@ -62,8 +62,25 @@ def unit_of_work() -> UnitOfWork:
         return UnitOfWork(state().settings)
     uow = g.get("unit_of_work")
     if uow is None:
-        uow = g.unit_of_work = RequestUnitOfWork(state().settings)
+        uow = g.unit_of_work = RequestUnitOfWork(state().settings, read_only=_handler_reads_only())
     return uow
+
+
+def read_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a handler that only reads: its request's unit of work runs in autocommit mode.
+
+    Put it right above the ``def``: the decorators above it copy the mark onto their wrappers.
+    """
+    view._zaphub_read_only = True  # type: ignore[attr-defined]
+    return view
+
+
+def _handler_reads_only() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:  # a MethodView: the method serving this request
+        view = getattr(view_class, request.method.lower(), None)
+    return bool(getattr(view, "_zaphub_read_only", False))
 
 
 def register_request_unit_of_work(app: Flask) -> None:

@@ -266,6 +266,20 @@ def session_factory(url: str) -> sessionmaker[DbSession]:
     return _factories[url]
 
 
+_read_factories: dict[str, sessionmaker[DbSession]] = {}
+
+
+def read_session_factory(url: str) -> sessionmaker[DbSession]:
+    """Sessions for pure reads: autocommit, so no ``BEGIN`` and no ``ROLLBACK`` round trips.
+
+    Each statement sees its own snapshot; a read-only request needs no more.
+    """
+    if url not in _read_factories:
+        engine = engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
+        _read_factories[url] = sessionmaker(bind=engine, expire_on_commit=False)
+    return _read_factories[url]
+
+
 def dispose_all() -> None:
     """Drop every pooled connection of this process (after a fork, between tests)."""
     for engine in _engines.values():

@@ -16,7 +16,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings, get_settings
-from shared.db import session_factory
+from shared.db import read_session_factory, session_factory
 
 
 class UnitOfWork:
@@ -26,6 +26,7 @@ class UnitOfWork:
         self.settings = settings or get_settings()
         self._db: DbSession | None = None
         self._depth = 0
+        self.read_only = False
 
     @property
     def db(self) -> DbSession:
@@ -36,7 +37,8 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         if self._db is None:
-            self._db = session_factory(self.settings.DATABASE_URL)()
+            factory = read_session_factory if self.read_only else session_factory
+            self._db = factory(self.settings.DATABASE_URL)()
         self._depth += 1
         return self
 
@@ -77,6 +79,9 @@ class UnitOfWork:
 class RequestUnitOfWork(UnitOfWork):
     """The unit of work of one API request: authentication and the handler share it.
 
+    With ``read_only`` (a handler that only reads) the session is in autocommit mode:
+    the request's statements go without ``BEGIN``/``ROLLBACK`` round trips.
+
     The first block (the token lookup) leaves its session and transaction open for the
     next one (the handler's service call), which closes it as usual; the request's end
     closes whatever is still open. Later blocks of the same request (a handler that
@@ -84,9 +89,10 @@ class RequestUnitOfWork(UnitOfWork):
     a connection idle in a transaction.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, read_only: bool = False) -> None:
         super().__init__(settings)
         self._handed_on = False
+        self.read_only = read_only
 
     def _keep_open(self, succeeded: bool) -> bool:
         if succeeded and not self._handed_on:

@@ -95,7 +95,8 @@ def bench_reads(database_url: str, root: Path) -> None:
     base_min, base_median = min(rates[base_label]), statistics.median(rates[base_label])
     for label, path, requests in ROUTES:
         low, median = min(rates[label]), statistics.median(rates[label])
-        line = f"  GET {path:24s} {label:28s} {low:7.0f} / {median:7.0f} req/s (min / median, {requests} requests)"
+        line = f"  GET {path:24s} {label:28s} {low:5.0f} / {median:5.0f} req/s (min / median, {requests} req)"
         if label != base_label:
-            line += f"   vs baseline {base_min:.0f} / {base_median:.0f}: {low / base_min:.2f}× / {median / base_median:.2f}×"
+            ratios = f"{low / base_min:.2f}× / {median / base_median:.2f}×"
+            line += f"   vs baseline {base_min:.0f} / {base_median:.0f}: {ratios}"
         print(line)
