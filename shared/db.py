@@ -188,13 +188,15 @@ def note_outage() -> None:
     _last_outage = time.monotonic()
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, settings: Settings | None = None, *, isolation_level: str | None = None) -> Engine:
     """Create an engine for ``url`` with the per-backend settings ZapHub relies on."""
     settings = settings or get_settings()
     url = normalize_url(url)
+    options = {"isolation_level": isolation_level} if isolation_level else {}
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            **options,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _tune_sqlite)
@@ -205,6 +207,7 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
     psycopg2.extensions.set_wait_callback(_wait_with_deadline)
     engine = create_engine(
         url,
+        **options,
         pool_size=5,
         max_overflow=10,
         pool_timeout=settings.DB_POOL_TIMEOUT,
@@ -266,21 +269,29 @@ def session_factory(url: str) -> sessionmaker[DbSession]:
     return _factories[url]
 
 
+_read_engines: dict[str, Engine] = {}
 _read_factories: dict[str, sessionmaker[DbSession]] = {}
 
 
-def read_session_factory(url: str) -> sessionmaker[DbSession]:
-    """Sessions for pure reads: autocommit, so no ``BEGIN`` and no ``ROLLBACK`` round trips.
+def read_engine_for(url: str) -> Engine:
+    """The process's autocommit engine for ``url``: a pool of its own, for pure reads.
 
-    Each statement sees its own snapshot; a read-only request needs no more.
+    Its connections are in autocommit from their start, so a read costs no ``BEGIN``,
+    no ``ROLLBACK`` and no isolation-level reset when it goes back to the pool.
     """
+    if url not in _read_engines:
+        _read_engines[url] = make_engine(url, isolation_level="AUTOCOMMIT")
+    return _read_engines[url]
+
+
+def read_session_factory(url: str) -> sessionmaker[DbSession]:
+    """Sessions for pure reads (:func:`read_engine_for`); each statement sees its own snapshot."""
     if url not in _read_factories:
-        engine = engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
-        _read_factories[url] = sessionmaker(bind=engine, expire_on_commit=False)
+        _read_factories[url] = sessionmaker(bind=read_engine_for(url), expire_on_commit=False)
     return _read_factories[url]
 
 
 def dispose_all() -> None:
     """Drop every pooled connection of this process (after a fork, between tests)."""
-    for engine in _engines.values():
+    for engine in (*_engines.values(), *_read_engines.values()):
         engine.dispose()
