@@ -68,16 +68,23 @@ def throughput(port: int, path: str, headers: dict[str, str], requests: int) -> 
     return requests / elapsed
 
 
-def bench_reads(database_url: str, root: Path) -> None:
+def bench_settings(database_url: str, **overrides) -> Settings:
+    """Settings for a benchmark on ``database_url`` (migrated here) with broker keys of its own."""
     settings = Settings.from_env(
         {},
         DATABASE_URL=database_url,
         REDIS_URL=REDIS_URL,
         BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
         SECRET_KEY="bench",
+        **overrides,
     )
     set_settings(settings)
     upgrade(database_url)
+    return settings
+
+
+def bench_reads(database_url: str, root: Path) -> None:
+    settings = bench_settings(database_url)
     company = accounts.create_company(UnitOfWork(settings), "bench")
     _, token = accounts.create_user(UnitOfWork(settings), "bench", "b@bench.io", "agent")
     add_sessions(settings, company.id, SESSIONS)
