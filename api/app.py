@@ -11,7 +11,7 @@ from api.converters import PathSegment
 from api.deadlines import register_request_deadline
 from api.docs import register_docs
 from api.errors import register_error_handlers
-from api.extensions import ZapHubState, smorest_api
+from api.extensions import ZapHubState, register_request_unit_of_work, smorest_api
 from api.json_body import StrictJSONProvider
 from api.metrics import register_metrics
 from api.request import BoundedRequest
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     smorest_api.init_app(app)
     register_request_deadline(app, settings.DB_STATEMENT_TIMEOUT + CLIENT_DEADLINE_MARGIN)
+    register_request_unit_of_work(app)
     register_blueprints(smorest_api)
     register_error_handlers(app)
     register_docs(app)

@@ -6,11 +6,13 @@ from typing import Any
 
 import flask
 import flask_smorest
+from flask_smorest.utils import resolve_schema_instance
 from marshmallow import Schema
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 from api.json_body import InvalidJsonBody, NonStandardNumber, parse_body
+from api.schemas.fast_dump import with_fast_dump
 
 
 class StrictJsonParser(FlaskParser):
@@ -36,6 +38,14 @@ class StrictJsonParser(FlaskParser):
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """A flask-smorest Blueprint whose arguments go through :class:`StrictJsonParser`."""
+    """A flask-smorest Blueprint: arguments through :class:`StrictJsonParser`, answers dumped fast.
+
+    Response schemas dump through :func:`api.schemas.fast_dump.with_fast_dump` (the same
+    JSON as marshmallow, without its per-field overhead on every row of a list).
+    """
 
     ARGUMENTS_PARSER = StrictJsonParser()
+
+    def response(self, status_code, schema=None, **kwargs):
+        """flask-smorest's ``response``, with the schema's dump made fast."""
+        return super().response(status_code, with_fast_dump(resolve_schema_instance(schema)), **kwargs)

@@ -120,6 +120,12 @@ class Settings:
     EVENT_RETENTION_DAYS: int = 30
     # Upgrading from the old NestJS service: its sessions.json and whatsapp-web.js LocalAuth
     # folder (``.wwebjs_auth``); when set, the first worker to start imports them once.
+    # API token cache: a token's user is remembered in each API process for at most this
+    # long after it was read, so a revoke or rotate made in another process (the CLI, the
+    # other gunicorn workers) takes effect there within this many seconds (in the revoking
+    # process at once); 0 turns the cache off. At most TOKEN_CACHE_SIZE tokens are kept.
+    TOKEN_CACHE_SECONDS: float = 5.0
+    TOKEN_CACHE_SIZE: int = 10_000
     LEGACY_SESSIONS_FILE: str = ""
     LEGACY_PROFILES_DIR: str = ""
     TESTING: bool = False

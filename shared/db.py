@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -63,6 +64,11 @@ _operation: contextvars.ContextVar[float | None] = contextvars.ContextVar("db_op
 _limits = {"connect": 3.0, "statement": 6.0}
 # A pre-ping is a "SELECT 1": a server that cannot answer it this fast is not answering.
 PING_DEADLINE = 1.0
+# A pooled connection is pinged at checkout only when it has been idle this long: one
+# that answered a moment ago is taken as alive, so a busy API does not pay a round trip
+# per request for it. A server lost in between surfaces as a disconnect on first use,
+# and SQLAlchemy then recycles every pooled connection older than that moment.
+PING_AFTER_IDLE_SECONDS = 1.0
 _SESSION_STATUSES = frozenset(
     {
         psycopg2.extensions.STATUS_READY,
@@ -182,13 +188,15 @@ def note_outage() -> None:
     _last_outage = time.monotonic()
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, settings: Settings | None = None, *, isolation_level: str | None = None) -> Engine:
     """Create an engine for ``url`` with the per-backend settings ZapHub relies on."""
     settings = settings or get_settings()
     url = normalize_url(url)
+    options = {"isolation_level": isolation_level} if isolation_level else {}
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            **options,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _tune_sqlite)
@@ -199,7 +207,7 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
     psycopg2.extensions.set_wait_callback(_wait_with_deadline)
     engine = create_engine(
         url,
-        pool_pre_ping=True,
+        **options,
         pool_size=5,
         max_overflow=10,
         pool_timeout=settings.DB_POOL_TIMEOUT,
@@ -213,20 +221,34 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
         },
     )
     event.listen(engine, "handle_error", _record_outage)
-    _short_pings(engine)
+    _ping_idle_connections(engine)
     return engine
 
 
-def _short_pings(engine: Engine) -> None:
-    """Bound the pool's pre-ping to :data:`PING_DEADLINE` (SQLAlchemy has no option for it)."""
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pre-ping, bounded by :data:`PING_DEADLINE`, connections idle over :data:`PING_AFTER_IDLE_SECONDS`.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout and has no deadline option;
+    this is its "pessimistic disconnect handling" recipe: a failed ping raises
+    ``DisconnectionError``, and the pool drops the connection and checks out another.
+    """
     dialect = engine.dialect
-    ping = dialect.do_ping
 
-    def do_ping(dbapi_connection) -> bool:
-        with _operation_limit(PING_DEADLINE):
-            return ping(dbapi_connection)
+    def mark_used(_dbapi_connection, record) -> None:
+        record.info["used_at"] = time.monotonic()
 
-    dialect.do_ping = do_ping
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("used_at", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with _operation_limit(PING_DEADLINE):
+                dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa_exc.DisconnectionError("pre-ping failed") from exc
+
+    event.listen(engine, "connect", mark_used)
+    event.listen(engine, "checkin", mark_used)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 _engines: dict[str, Engine] = {}
@@ -247,7 +269,29 @@ def session_factory(url: str) -> sessionmaker[DbSession]:
     return _factories[url]
 
 
+_read_engines: dict[str, Engine] = {}
+_read_factories: dict[str, sessionmaker[DbSession]] = {}
+
+
+def read_engine_for(url: str) -> Engine:
+    """The process's autocommit engine for ``url``: a pool of its own, for pure reads.
+
+    Its connections are in autocommit from their start, so a read costs no ``BEGIN``,
+    no ``ROLLBACK`` and no isolation-level reset when it goes back to the pool.
+    """
+    if url not in _read_engines:
+        _read_engines[url] = make_engine(url, isolation_level="AUTOCOMMIT")
+    return _read_engines[url]
+
+
+def read_session_factory(url: str) -> sessionmaker[DbSession]:
+    """Sessions for pure reads (:func:`read_engine_for`); each statement sees its own snapshot."""
+    if url not in _read_factories:
+        _read_factories[url] = sessionmaker(bind=read_engine_for(url), expire_on_commit=False)
+    return _read_factories[url]
+
+
 def dispose_all() -> None:
     """Drop every pooled connection of this process (after a fork, between tests)."""
-    for engine in _engines.values():
+    for engine in (*_engines.values(), *_read_engines.values()):
         engine.dispose()

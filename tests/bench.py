@@ -37,15 +37,16 @@ from sqlalchemy.orm import Session as DbSession
 
 from api import create_app
 from shared.celery_factory import create_celery
-from shared.config import Settings, set_settings
+from shared.config import Settings
 from shared.db import engine_for
-from shared.migrate import upgrade
 from shared.models import Company, Message, WebhookAttempt, WebhookDelivery, WhatsappSession, aware, new_id
 from shared.services import accounts, events, session_events, webhook_endpoints
 from shared.uow import UnitOfWork
 from shared.webhooks import dispatch
 from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
-from tests.conftest import REDIS_URL, _admin_execute, _postgres_url_for
+from tests.bench_reads import SESSIONS as READ_SESSIONS
+from tests.bench_reads import bench_reads, bench_settings
+from tests.conftest import _admin_execute, _postgres_url_for
 from tests.e2e.stack import WORKER_ENV, WorkerProcess, browser_pids, wait_until
 from tests.integration.test_messages_store import make_linked
 from tests.simulator import SimulatorControl, SimulatorServer
@@ -101,15 +102,7 @@ def seed(settings: Settings) -> dict[str, str]:
 
 
 def bench_api(label: str, database_url: str) -> None:
-    settings = Settings.from_env(
-        {},
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_URL,
-        BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
-        SECRET_KEY="bench",
-    )
-    set_settings(settings)
-    upgrade(database_url)
+    settings = bench_settings(database_url)
     headers = seed(settings)
     client = create_app(settings).test_client()
     for path in (
@@ -154,18 +147,7 @@ def pss_mib(pids: set[int]) -> float:
 
 def live_settings(database_url: str, **overrides) -> Settings:
     """Settings for a live benchmark on a migrated ``database_url`` with its own broker keys."""
-    settings = Settings.from_env(
-        {},
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_URL,
-        BROKER_KEY_PREFIX=f"zaphub-bench-{uuid.uuid4().hex[:6]}:",
-        SECRET_KEY="bench",
-        WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]),
-        **overrides,
-    )
-    set_settings(settings)
-    upgrade(database_url)
-    return settings
+    return bench_settings(database_url, WORKER_LEASE=float(WORKER_ENV["WORKER_LEASE"]), **overrides)
 
 
 def bench_sessions(database_url: str, root: Path) -> None:
@@ -806,6 +788,7 @@ LIVE_SECTIONS = (
         bench_webhooks,
     ),
     ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
+    ("reads", f"API reads (gunicorn as in the Procfile, {READ_SESSIONS} sessions, PostgreSQL):", bench_reads),
 )
 
 

@@ -13,7 +13,7 @@ from flask_smorest import abort
 
 from api.auth import authenticate_request, company_id, current_principal
 from api.blueprint import Blueprint
-from api.extensions import state, unit_of_work
+from api.extensions import read_only, state, unit_of_work
 from api.schemas.events import EventListArgsSchema, EventPageSchema, EventStreamArgsSchema
 from api.sse import render
 from shared.errors import InvalidInput
@@ -40,6 +40,7 @@ def _visible_types(requested: list[str] | None) -> list[str]:
 class EventList(MethodView):
     @blp.arguments(EventListArgsSchema, location="query")
     @blp.response(200, EventPageSchema)
+    @read_only
     def get(self, args):
         """The company's events after ``after`` (an event id), oldest first: the feed as pages."""
         args["type"] = _visible_types(args.get("type"))

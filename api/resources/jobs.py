@@ -2,7 +2,7 @@
 
 from api.auth import authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import unit_of_work
+from api.extensions import read_only, unit_of_work
 from api.schemas.jobs import JobSchema
 from shared.services.jobs import get_job
 
@@ -12,6 +12,7 @@ blp.before_request(authenticate_request)
 
 @blp.route("/<string:job_id>")
 @blp.response(200, JobSchema)
+@read_only
 def job(job_id: str):
     """One job: its status, result or error, and the worker that ran it."""
     return get_job(unit_of_work(), company_id(), job_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.auth import authenticate_request, current_principal
 from api.blueprint import Blueprint
+from api.extensions import read_only
 from api.schemas.me import MeSchema
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller")
@@ -12,6 +13,7 @@ blp.before_request(authenticate_request)
 
 @blp.route("")
 @blp.response(200, MeSchema)
+@read_only
 def me():
     """The user the token belongs to: email, role (admin or agent) and company id."""
     principal = current_principal()

@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from api.auth import authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import publisher, unit_of_work
+from api.extensions import publisher, read_only, unit_of_work
 from api.schemas.messages import (
     ChatPageSchema,
     ContactPageSchema,
@@ -50,6 +50,7 @@ blp.before_request(authenticate_request)
 class MessageCollection(MethodView):
     @blp.arguments(MessageListArgsSchema, location="query")
     @blp.response(200, MessagePageSchema)
+    @read_only
     def get(self, args, name: str):
         """Messages newest first; filter by chat, direction, since; page with ``before``."""
         return messages.list_messages(unit_of_work(), company_id(), name, **args)
@@ -75,6 +76,7 @@ class MessageCollection(MethodView):
 
 @blp.route("/<string:name>/messages/<string:message_id>")
 @blp.response(200, MessageWithHistorySchema)
+@read_only
 def message(name: str, message_id: str):
     """One message, with the history of its acks."""
     return messages.get_message(unit_of_work(), company_id(), name, message_id)
@@ -83,6 +85,7 @@ def message(name: str, message_id: str):
 @blp.route("/<string:name>/chats")
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, ChatPageSchema)
+@read_only
 def chat_list(args, name: str):
     """One row per chat, most recently active first: last message, unread count, contact."""
     return chats.list_chats(unit_of_work(), company_id(), name, **args)
@@ -91,6 +94,7 @@ def chat_list(args, name: str):
 @blp.route("/<string:name>/contacts")
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, ContactPageSchema)
+@read_only
 def contact_list(args, name: str):
     """The session's contacts, by number, paginated."""
     return chats.list_contacts(unit_of_work(), company_id(), name, **args)

@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from api.auth import admin_required, authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import publisher, unit_of_work
+from api.extensions import publisher, read_only, unit_of_work
 from api.qr_render import negotiate_qr_format, render_qr
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import (
@@ -39,6 +39,7 @@ blp.before_request(authenticate_request)
 class SessionCollection(MethodView):
     @blp.arguments(SessionListArgsSchema, location="query")
     @blp.response(200, SessionPageSchema)
+    @read_only
     def get(self, args):
         """List the company's sessions (filter by status and is_active, paginated)."""
         return sessions.find_all_by_company(unit_of_work(), company_id(), **args)
@@ -53,6 +54,7 @@ class SessionCollection(MethodView):
 
 @blp.route("/stats")
 @blp.response(200, SessionStatsSchema)
+@read_only
 def stats():
     """Counts by status, active/inactive and per worker."""
     return sessions.session_stats(unit_of_work(), company_id())
@@ -87,6 +89,7 @@ def sync():
 @blp.route("/<string:name>")
 class SessionItem(MethodView):
     @blp.response(200, SessionSchema)
+    @read_only
     def get(self, name: str):
         """One session."""
         return sessions.find_by_company(unit_of_work(), company_id(), name)
@@ -108,6 +111,7 @@ class SessionItem(MethodView):
 
 @blp.route("/<string:name>/details")
 @blp.response(200, SessionDetailsSchema)
+@read_only
 def details(name: str):
     """The row, its owner worker and liveness, and its recent jobs."""
     return sessions.session_details(unit_of_work(), company_id(), name)

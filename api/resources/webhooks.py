@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from api.auth import admin_required, authenticate_request, company_id
 from api.blueprint import Blueprint
-from api.extensions import unit_of_work
+from api.extensions import read_only, unit_of_work
 from api.schemas.webhooks import (
     DeliveryListArgsSchema,
     DeliveryPageSchema,
@@ -36,6 +36,7 @@ class WebhookCollection(MethodView):
     decorators = [admin_required]
 
     @blp.response(200, WebhookListSchema)
+    @read_only
     def get(self):
         """The company's endpoints."""
         return {"items": webhook_endpoints.list_endpoints(unit_of_work(), company_id())}
@@ -52,6 +53,7 @@ class WebhookItem(MethodView):
     decorators = [admin_required]
 
     @blp.response(200, WebhookSchema)
+    @read_only
     def get(self, endpoint_id: str):
         """One endpoint, with why it is paused or disabled."""
         return webhook_endpoints.get_endpoint(unit_of_work(), company_id(), endpoint_id)
@@ -81,6 +83,7 @@ def rotate_secret(args, endpoint_id: str):
 @admin_required
 @blp.arguments(DeliveryListArgsSchema, location="query")
 @blp.response(200, DeliveryPageSchema)
+@read_only
 def deliveries(args, endpoint_id: str):
     """The endpoint's deliveries, newest first, each with its attempts (``state=failed``, ``dead``...)."""
     return webhook_endpoints.list_deliveries(unit_of_work(), company_id(), endpoint_id, **args)

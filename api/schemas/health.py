@@ -9,3 +9,7 @@ class HealthSchema(Schema):
     database = fields.String(dump_only=True)
     broker = fields.String(dump_only=True)
     workers = fields.List(fields.String(), dump_only=True)
+
+
+class LivenessSchema(Schema):
+    ok = fields.Boolean(dump_only=True)

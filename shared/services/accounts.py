@@ -1,7 +1,9 @@
 """Companies, users and API tokens.
 
 Tokens are random, shown once, and stored as a SHA-256 hash: they carry enough
-entropy that a slow hash would add nothing but latency to every request.
+entropy that a slow hash would add nothing but latency to every request. A token's
+principal is cached in the process for at most ``TOKEN_CACHE_SECONDS``
+(:mod:`shared.token_cache`); revoking or rotating drops it from this process's cache.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from shared.config import Settings
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.models import Company, User, utcnow
+from shared.token_cache import TokenCache
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,18 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+_token_cache: TokenCache[Principal] | None = None
+
+
+def token_cache(settings: Settings) -> TokenCache[Principal]:
+    """This process's token cache, sized and timed by ``settings``."""
+    global _token_cache
+    ttl, size = settings.TOKEN_CACHE_SECONDS, settings.TOKEN_CACHE_SIZE
+    if _token_cache is None or (_token_cache.ttl, _token_cache.size) != (ttl, size):
+        _token_cache = TokenCache(ttl, size)
+    return _token_cache
 
 
 def hash_token(token: str) -> str:
@@ -91,6 +108,7 @@ def rotate_token(uow: UnitOfWork, email: str) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         user.token_hash, user.token_created_at = hash_token(token), utcnow()
         uow.commit()
+        token_cache(uow.settings).forget_user(user.id)
         log.info("token of user %s rotated", user.id)
         return token
 
@@ -101,18 +119,32 @@ def revoke_token(uow: UnitOfWork, email: str) -> None:
         user = _user_by_email(uow, email)
         user.token_hash, user.token_created_at = None, None
         uow.commit()
+        token_cache(uow.settings).forget_user(user.id)
         log.info("token of user %s revoked", user.id)
 
 
 def authenticate(uow: UnitOfWork, token: str) -> Principal | None:
-    """The principal owning ``token``, or ``None`` for an unknown or revoked token."""
+    """The principal owning ``token``, or ``None`` for an unknown or revoked token.
+
+    A principal read less than ``TOKEN_CACHE_SECONDS`` ago comes from the cache.
+    """
     if not token:
         return None
+    token_hash = hash_token(token)
+    cache = token_cache(uow.settings)
+    principal = cache.get(token_hash)
+    if principal is not None:
+        return principal
+    read_at = time.monotonic()
     with uow:
-        user = uow.db.scalar(select(User).where(User.token_hash == hash_token(token)))
-        if user is None:
-            return None
-        return Principal(user_id=user.id, company_id=user.company_id, email=user.email, role=user.role)
+        row = uow.db.execute(
+            select(User.id, User.company_id, User.email, User.role).where(User.token_hash == token_hash)
+        ).first()
+    if row is None:
+        return None
+    principal = Principal(user_id=row.id, company_id=row.company_id, email=row.email, role=row.role)
+    cache.put(token_hash, row.id, principal, read_at)
+    return principal
 
 
 def _user_by_email(uow: UnitOfWork, email: str) -> User:

@@ -65,6 +65,10 @@ def test_list_filters_and_paginates(client, tenant, settings):
 
     page = client.get("/session?per_page=2&page=2", headers=tenant.agent).get_json()
     assert page["total"] == 5 and page["pages"] == 3 and len(page["items"]) == 2
+    beyond = client.get("/session?per_page=2&page=4", headers=tenant.agent).get_json()
+    assert beyond["total"] == 5 and beyond["items"] == []
+    none = client.get("/session?status=error", headers=tenant.agent).get_json()
+    assert none["total"] == 0 and none["items"] == []
     connected = client.get("/session?status=connected", headers=tenant.agent).get_json()
     assert [s["name"] for s in connected["items"]] == ["s1"]
     inactive = client.get("/session?is_active=false", headers=tenant.agent).get_json()
@@ -216,6 +220,19 @@ def test_qr_png_decodes_to_the_stored_text(client, tenant, settings):
     png = client.get("/session/vendas/qr?format=png", headers=tenant.admin).data
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     assert [d.text for d in decoded] == ["2@Zm9vYmFy,a2V5MQ==,a2V5Mg==,c2VjcmV0"]
+
+
+def test_liveness_touches_neither_database_nor_broker(settings):
+    from api import create_app
+    from shared.config import set_settings
+
+    app = create_app(settings.with_overrides(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"))
+    try:
+        client = app.test_client()
+        assert client.get("/health/live").get_json() == {"ok": True}
+        assert client.get("/health").status_code == 503
+    finally:
+        set_settings(settings)  # create_app made the unreachable database the process's default
 
 
 def test_health_reports_database_and_broker(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ def fresh_sqlite(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
+CACHE_SECONDS = 1.0
+
+
 def test_the_readme_flow(fresh_sqlite, broker_prefix):
     assert "database at head" in run(["db", "upgrade"], fresh_sqlite).stdout
     company_id = run(["company", "create", "acme"], fresh_sqlite).stdout.strip()
@@ -37,13 +41,19 @@ def test_the_readme_flow(fresh_sqlite, broker_prefix):
 
     app = create_app(
         Settings.from_env(
-            {}, DATABASE_URL=fresh_sqlite, BROKER_KEY_PREFIX=broker_prefix, SECRET_KEY="cli-test"
+            {},
+            DATABASE_URL=fresh_sqlite,
+            BROKER_KEY_PREFIX=broker_prefix,
+            SECRET_KEY="cli-test",
+            TOKEN_CACHE_SECONDS=CACHE_SECONDS,
         )
     )
     client = app.test_client()
     assert client.get("/session", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
     assert "revoked" in run(["token", "revoke", "--email", "boss@acme.io"], fresh_sqlite).stdout
+    # The CLI is another process: the API's cached entry lasts at most TOKEN_CACHE_SECONDS.
+    time.sleep(CACHE_SECONDS)
     assert client.get("/session", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
     rotated = run(["token", "rotate", "--email", "boss@acme.io"], fresh_sqlite).stdout

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from shared.config import CONTROL_QUEUE
-from shared.db import engine_for
 from shared.models import Job, Message, WhatsappSession
 from shared.uow import UnitOfWork
 from tests.broker_inspect import drain, published
 from tests.integration.test_messages_store import inbound, make_linked, store
+from tests.integration.test_sql_counts import StatementCounter
 
 OWNER_QUEUE = "worker.w1"
 
@@ -373,21 +373,6 @@ def test_list_routes_cost_the_same_number_of_statements_for_any_page_size(
 ):
     for n in range(30):
         store(settings, linked, inbound(n, chat=f"55119999{n:05d}@c.us"))
-    engine = engine_for(settings.DATABASE_URL)
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
-    def cost(size: int) -> int:
-        statements.clear()
-        response = client.get(path.format(n=size), headers=tenant.agent)
-        assert response.status_code == 200 and len(response.get_json()["items"]) == size
-        return len(statements)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        small, large = cost(1), cost(25)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    with StatementCounter(settings, client, tenant.agent) as sql:
+        small, large = sql.cost(path.format(n=1), items=1), sql.cost(path.format(n=25), items=25)
     assert small == large, (small, large)
