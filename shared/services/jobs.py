@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from shared.db import renewed_deadline
 from shared.errors import NotFound
+from shared.job_notices import announce_finished, wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Job, utcnow
 from shared.uow import UnitOfWork
@@ -85,13 +88,36 @@ def publish(db: DbSession, publisher: JobPublisher, job: Job, queue: str) -> Non
     publisher.publish(JobKind(job.kind), job.id, queue)
 
 
-def get_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
-    """A job of ``company_id``; another company's job is reported as missing."""
+def get_job(uow: UnitOfWork, company_id: str, job_id: str, wait: float = 0.0) -> Job:
+    """A job of ``company_id``; another company's job is reported as missing.
+
+    With ``wait`` (seconds) an unfinished job is waited for, up to that long, woken by
+    the job's finish notice (see :mod:`shared.job_notices`); what it is then is returned.
+    """
+    job = _company_job(uow, company_id, job_id)
+    if wait <= 0 or job.status in FINISHED_JOB_STATUSES:
+        return job
+
+    def read() -> tuple[bool, Job]:
+        # Each read gets a budget of its own: the waiting in between is no database work.
+        with renewed_deadline(_read_budget(uow)):
+            again = _company_job(uow, company_id, job_id)
+        return again.status in FINISHED_JOB_STATUSES, again
+
+    return wait_for_jobs(uow.settings, [job_id], wait, read)
+
+
+def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
     with uow:
         job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
+
+
+def _read_budget(uow: UnitOfWork) -> float:
+    """The database budget of one read while waiting: a statement and a connect."""
+    return uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
 
 
 def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
@@ -104,10 +130,24 @@ def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
 
 
 def start_job(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
-    """Mark a job running on ``worker_id``; ``None`` if the row is not visible yet.
+    """Mark a job running on ``worker_id``; ``None`` if the row is still not visible.
 
+    The API publishes a job just before committing its row, so a quick worker may look
+    before the commit: the row is read again a few times over ``JOB_VISIBLE_WAIT``
+    (the commit is normally a millisecond away) before giving up to a Celery retry.
     A job that already finished is returned unchanged, so a redelivered message is a no-op.
     """
+    deadline = time.monotonic() + uow.settings.JOB_VISIBLE_WAIT
+    pause = 0.002
+    while True:
+        job = _start(uow, job_id, worker_id)
+        if job is not None or time.monotonic() >= deadline:
+            return job
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _start(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
     with uow:
         job = uow.db.get(Job, job_id, with_for_update=True)
         if job is None:
@@ -151,4 +191,5 @@ def _close_job(
         job.noop = noop
         job.finished_at = utcnow()
         uow.commit()
+    announce_finished(uow.settings, job_id, status.value)
     log.info("job %s %s%s", job_id, status.value, f": {error}" if error else "")

@@ -21,7 +21,6 @@ it answered, never older, computed by the very code that the real run applies.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
 from shared.db import renewed_deadline
+from shared.job_notices import wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Company, Event, Job, WhatsappSession, utcnow
 from shared.services import events
@@ -208,28 +208,27 @@ def fan_out_worker_cleanups(
     return children
 
 
-def gather_worker_cleanups(
-    uow: UnitOfWork, children: dict[str, str], timeout: float, interval: float = 0.1
-) -> dict[str, Any]:
+def gather_worker_cleanups(uow: UnitOfWork, children: dict[str, str], timeout: float) -> dict[str, Any]:
     """Wait up to ``timeout`` for the child jobs, then add up what they report.
 
+    The wait is woken by each child's finish notice (see :mod:`shared.job_notices`).
     Returns the sums of :data:`LOCAL_METRICS`, ``workers`` (each worker's own result, or
     its error when its part failed) and ``workers_unanswered`` (live workers whose part
     had not finished in time; their counts are not in the sums). The rows of the children
     that answered are deleted: what they said is in the returned result.
     """
-    deadline = time.monotonic() + max(timeout, 0.0)
     budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
     ids = list(children.values())
-    jobs: dict[str, Job] = {}
-    while True:
+
+    def read() -> tuple[bool, dict[str, Job]]:
+        if not ids:
+            return True, {}
         with renewed_deadline(budget), uow:
-            jobs = {job.id: job for job in uow.db.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
-        done = all(job.status in FINISHED_JOB_STATUSES for job in jobs.values()) and len(jobs) == len(ids)
-        if done or time.monotonic() >= deadline:
-            break
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
-        interval = min(interval * 1.5, 0.5)
+            found = {job.id: job for job in uow.db.scalars(select(Job).where(Job.id.in_(ids)))}
+        done = len(found) == len(ids) and all(job.status in FINISHED_JOB_STATUSES for job in found.values())
+        return done, found
+
+    jobs = wait_for_jobs(uow.settings, ids, timeout, read)
     sums = dict.fromkeys(LOCAL_METRICS, 0)
     detail: dict[str, Any] = {}
     unanswered: list[str] = []
