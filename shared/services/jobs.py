@@ -29,10 +29,12 @@ def record_job(
     session_id: str | None = None,
     params: dict[str, Any] | None = None,
     scheduled: bool = False,
+    flush: bool = True,
 ) -> Job:
     """Add a queued job row to the open transaction (the caller commits).
 
-    ``scheduled`` marks a run started by beat rather than by a client.
+    ``scheduled`` marks a run started by beat rather than by a client. Without ``flush``
+    the row is only added: the caller's next flush inserts it (with what it set meanwhile).
     """
     job = Job(
         kind=JobKind(kind).value,
@@ -44,7 +46,8 @@ def record_job(
         scheduled=scheduled,
     )
     db.add(job)
-    db.flush()
+    if flush:
+        db.flush()
     return job
 
 
@@ -63,8 +66,15 @@ def enqueue(
     The message goes out before the commit so that a broker outage rolls the whole
     request back; a worker that sees the message before the row is visible retries.
     """
+    # Not flushed yet: publish() marks the row published and inserts it in one statement.
     job = record_job(
-        uow.db, kind=kind, queue=queue, company_id=company_id, session_id=session_id, params=params
+        uow.db,
+        kind=kind,
+        queue=queue,
+        company_id=company_id,
+        session_id=session_id,
+        params=params,
+        flush=False,
     )
     publish(uow.db, publisher, job, queue)
     uow.commit()

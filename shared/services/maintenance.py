@@ -174,15 +174,18 @@ def fan_out_worker_cleanups(
     *,
     dry_run: bool,
     parent_id: str | None = None,
+    exclude: str | None = None,
 ) -> dict[str, str]:
     """Enqueue one ``worker_cleanup`` job on the own queue of every live worker: worker id → job id.
+
+    ``exclude`` names a worker left out: the one running the cleanup does its part itself.
 
     Each child is committed and published on its own, so one worker's dead queue never
     holds back the others; it carries its worker's id, so a copy moved to ``control`` by
     sync is refused rather than run on another worker's disk.
     """
     with uow:
-        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE) if w.id != exclude]
     children: dict[str, str] = {}
     for worker_id in workers:
         with uow:
@@ -208,8 +211,13 @@ def fan_out_worker_cleanups(
     return children
 
 
-def gather_worker_cleanups(uow: UnitOfWork, children: dict[str, str], timeout: float) -> dict[str, Any]:
+def gather_worker_cleanups(
+    uow: UnitOfWork, children: dict[str, str], timeout: float, done_here: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Wait up to ``timeout`` for the child jobs, then add up what they report.
+
+    ``done_here`` holds parts done without a child job (worker id → its result, or
+    ``{"status": "failed", "error": ...}``); they count like the children's.
 
     The wait is woken by each child's finish notice (see :mod:`shared.job_notices`).
     Returns the sums of :data:`LOCAL_METRICS`, ``workers`` (each worker's own result, or
@@ -232,6 +240,13 @@ def gather_worker_cleanups(uow: UnitOfWork, children: dict[str, str], timeout: f
     sums = dict.fromkeys(LOCAL_METRICS, 0)
     detail: dict[str, Any] = {}
     unanswered: list[str] = []
+    for worker_id, result in (done_here or {}).items():
+        if result.get("status") == JobStatus.FAILED.value:
+            detail[worker_id] = result
+            continue
+        detail[worker_id] = {"status": JobStatus.SUCCEEDED.value, **result}
+        for name in LOCAL_METRICS:
+            sums[name] += int(result.get(name, 0))
     for worker_id, job_id in sorted(children.items()):
         job = jobs.get(job_id)
         if job is None or job.status not in FINISHED_JOB_STATUSES:
@@ -243,7 +258,7 @@ def gather_worker_cleanups(uow: UnitOfWork, children: dict[str, str], timeout: f
             detail[worker_id] = {"status": job.status, **result}
             for name in LOCAL_METRICS:
                 sums[name] += int(result.get(name, 0))
-    answered = [children[worker_id] for worker_id in detail]
+    answered = [children[worker_id] for worker_id in detail if worker_id in children]
     if answered:
         # Their results now live in the cleanup's own result (or the dry-run answer): the
         # child rows would only pile up (a dry run per GET). Late ones stay until retention.
