@@ -1,17 +1,17 @@
 """``BENCH_ONLY=jobs``: the round trip of a near-no-op job against a bare Celery task.
 
 ZapHub: ``POST /session/cleanup`` through the real gunicorn (gevent) until ``GET /jobs/<id>``
-shows ``succeeded``, run by a real ``python -m workers`` (with no session, the cleanup
-changes nothing: its database half, one ``worker_cleanup`` child on the worker's own
-queue, the gather). Measured twice: the client long-polls (``?wait=``) and the client
-polls plainly every :data:`POLL_INTERVAL`.
+shows ``succeeded``, run by a real ``python -m workers`` (with no session the cleanup
+changes nothing: its database half and the worker's own local part). Measured twice:
+the client long-polls (``?wait=``), and the client polls plainly every :data:`POLL_INTERVAL`.
 
 Baseline: a bare Celery task on the same Redis, in a worker process started here with
 the same pool (threads): ``apply_async`` and wait for its result (Redis result backend).
 
-Each figure is min / median of the per-run medians ... no: each of :data:`RUNS` runs takes
-:data:`SAMPLES` samples; the printed min / median are those of the samples of every run,
-and the per-run medians are shown beside them, so the spread between runs is visible.
+Each of :data:`RUNS` runs takes :data:`SAMPLES` round trips of every variant in turn,
+so that the load of the (shared) machine falls on all of them alike; printed: min and median of all
+the samples, each run's median, and the ratio of medians to the baseline. Then the
+median breakdown of a long-polled round trip from the job rows' own timestamps.
 """
 
 from __future__ import annotations
