@@ -28,6 +28,10 @@ T = TypeVar("T")
 # One client (and its connection pool) per Redis URL and process, made on first use:
 # under gunicorn's gevent worker that is after the monkey-patching.
 _clients: dict[str, redis.Redis] = {}
+# Subscribers between two waits, connected and subscribed to nothing, per Redis URL: a
+# wait takes one instead of opening a connection of its own each time.
+_idle: dict[str, list] = {}
+IDLE_SUBSCRIBERS = 32
 
 
 def _client(settings: Settings) -> redis.Redis:
@@ -65,7 +69,8 @@ def _subscribed(settings: Settings, job_ids: list[str]) -> Iterator[Callable[[fl
     try:
         if not job_ids:
             raise redis.RedisError("nothing to subscribe to")
-        pubsub = _client(settings).pubsub(ignore_subscribe_messages=True)
+        idle = _idle.get(settings.REDIS_URL)
+        pubsub = idle.pop() if idle else _client(settings).pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(*(channel(settings, job_id) for job_id in job_ids))
     except (redis.RedisError, OSError) as exc:
         if job_ids:
@@ -88,7 +93,22 @@ def _subscribed(settings: Settings, job_ids: list[str]) -> Iterator[Callable[[fl
         yield pause
     finally:
         if pubsub is not None:
-            _close(pubsub)
+            _release(settings, pubsub)
+
+
+def _release(settings: Settings, pubsub) -> None:
+    """Keep a subscriber for the next wait, unsubscribed (a notice that still comes for
+    one of these jobs only makes that wait read the table once more)."""
+    idle = _idle.setdefault(settings.REDIS_URL, [])
+    if len(idle) >= IDLE_SUBSCRIBERS:
+        _close(pubsub)
+        return
+    try:
+        pubsub.unsubscribe()
+    except (redis.RedisError, OSError):
+        _close(pubsub)
+        return
+    idle.append(pubsub)
 
 
 def _close(pubsub) -> None:
