@@ -55,7 +55,8 @@ class JobWaitArgsSchema(Schema):
         load_default=0.0,
         validate=_valid_wait,
         metadata={
-            "description": "seconds to wait for the job to finish before answering "
-            "(0 to JOB_WAIT_MAX_SECONDS, default 60); answers as soon as it finishes"
+            "description": "seconds to wait for the job to finish before answering, from 0 "
+            "(the default: no wait) to JOB_WAIT_MAX_SECONDS (60 unless configured); "
+            "answers as soon as it finishes"
         },
     )
