@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from shared.config import Settings
 from shared.db import renewed_deadline
 from shared.errors import NotFound
 from shared.job_notices import announce_finished, wait_for_jobs
@@ -64,7 +65,8 @@ def enqueue(
     """Record a job, publish it, and commit — or raise and leave nothing written.
 
     The message goes out before the commit so that a broker outage rolls the whole
-    request back; a worker that sees the message before the row is visible retries.
+    request back; a worker that sees the message before the row is visible reads it
+    again (see :func:`start_job`).
     """
     # Not flushed yet: publish() marks the row published and inserts it in one statement.
     job = record_job(
@@ -110,7 +112,7 @@ def get_job(uow: UnitOfWork, company_id: str, job_id: str, wait: float = 0.0) ->
 
     def read() -> tuple[bool, Job]:
         # Each read gets a budget of its own: the waiting in between is no database work.
-        with renewed_deadline(_read_budget(uow)):
+        with renewed_deadline(read_budget(uow.settings)):
             again = _company_job(uow, company_id, job_id)
         return again.status in FINISHED_JOB_STATUSES, again
 
@@ -125,9 +127,9 @@ def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
         return job
 
 
-def _read_budget(uow: UnitOfWork) -> float:
-    """The database budget of one read while waiting: a statement and a connect."""
-    return uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
+def read_budget(settings: Settings) -> float:
+    """The database budget of one read while waiting for jobs: a statement and a connect."""
+    return settings.DB_STATEMENT_TIMEOUT + settings.DB_CONNECT_TIMEOUT
 
 
 def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:

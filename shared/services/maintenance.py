@@ -34,7 +34,7 @@ from shared.job_notices import wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Company, Event, Job, WhatsappSession, utcnow
 from shared.services import events
-from shared.services.jobs import enqueue
+from shared.services.jobs import enqueue, read_budget
 from shared.services.workers import live_workers
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -225,7 +225,7 @@ def gather_worker_cleanups(
     had not finished in time; their counts are not in the sums). The rows of the children
     that answered are deleted: what they said is in the returned result.
     """
-    budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
+    budget = read_budget(uow.settings)
     ids = list(children.values())
 
     def read() -> tuple[bool, dict[str, Job]]:
