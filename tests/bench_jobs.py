@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import requests
+from celery import Celery
 
 from shared.celery_factory import create_celery
 from shared.config import get_settings
@@ -37,14 +38,21 @@ WARMUP = 5
 POLL_INTERVAL = 0.01  # the plain-poll client's interval
 LONG_POLL_WAIT = 10  # seconds one GET /jobs/<id>?wait= may hold
 
-app = create_celery(get_settings(), include=[])
-# The baseline waits for its result: a Redis result backend under the run's key prefix.
-app.conf.update(
-    result_backend=get_settings().REDIS_URL,
-    task_ignore_result=False,
-    result_expires=300,
-    result_backend_transport_options={"global_keyprefix": get_settings().BROKER_KEY_PREFIX},
-)
+
+def with_results(settings) -> Celery:
+    """A Celery app on ``settings``' broker whose tasks keep their results in Redis (the
+    baseline waits for its result), under the run's key prefix."""
+    celery = create_celery(settings, include=[])
+    celery.conf.update(
+        result_backend=settings.REDIS_URL,
+        task_ignore_result=False,
+        result_expires=300,
+        result_backend_transport_options={"global_keyprefix": settings.BROKER_KEY_PREFIX},
+    )
+    return celery
+
+
+app = with_results(get_settings())
 
 
 @app.task(name=NOOP_TASK)
@@ -102,12 +110,7 @@ def bench_jobs(database_url: str, root: Path) -> None:
     env = {"MAINTENANCE_COALESCE_SECONDS": "0"}
     bare = _bare_worker(settings, root).start()
     worker = WorkerProcess("benchjobs", settings, "http://127.0.0.1:9/", root, env=env).start()
-    celery = create_celery(settings, include=[])
-    celery.conf.update(
-        result_backend=settings.REDIS_URL,
-        task_ignore_result=False,
-        result_backend_transport_options={"global_keyprefix": settings.BROKER_KEY_PREFIX},
-    )
+    celery = with_results(settings)
     try:
         with gunicorn_serving(settings, root / "bench-jobs-gunicorn.log", env=env) as port:
             http = requests.Session()
