@@ -82,6 +82,14 @@ class Settings:
     JOB_REPUBLISH_SECONDS: float = 60.0
     # Rows of scheduled (beat) jobs that changed nothing are purged after this long.
     BEAT_NOOP_RETENTION_SECONDS: float = 86400.0
+    # Waiting for jobs (GET /jobs/<id>?wait=, a cleanup gathering its workers' parts) is woken
+    # by a Redis notice when a job finishes; the table is read again at least this often, so a
+    # lost notice only delays. A worker that finds a job row not yet committed (the API
+    # publishes just before its commit) reads it again for up to JOB_VISIBLE_WAIT seconds
+    # before handing the message back to Celery for a later retry.
+    JOB_WAIT_RECHECK_SECONDS: float = 1.0
+    JOB_WAIT_MAX_SECONDS: float = 60.0
+    JOB_VISIBLE_WAIT: float = 0.5
     # A company's second cleanup/sync request within this window gets the queued job back.
     MAINTENANCE_COALESCE_SECONDS: float = 5.0
     # Flower: "user:password" (comma-separated pairs); required unless bound to loopback.

@@ -44,6 +44,7 @@ from shared.services import accounts, events, session_events, webhook_endpoints
 from shared.uow import UnitOfWork
 from shared.webhooks import dispatch
 from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
+from tests.bench_jobs import bench_jobs
 from tests.bench_reads import SESSIONS as READ_SESSIONS
 from tests.bench_reads import bench_reads, bench_settings
 from tests.conftest import _admin_execute, _postgres_url_for
@@ -789,6 +790,7 @@ LIVE_SECTIONS = (
     ),
     ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
     ("reads", f"API reads (gunicorn as in the Procfile, {READ_SESSIONS} sessions, PostgreSQL):", bench_reads),
+    ("jobs", "Job round trip (gunicorn + a worker, PostgreSQL, against a bare Celery task):", bench_jobs),
 )
 
 

@@ -50,14 +50,21 @@ def cleanup(
 
     Waits up to ``CLEANUP_WORKER_WAIT`` for the workers' ``worker_cleanup`` jobs; the
     result sums their counts, keeps each one's detail under ``workers`` and names the
-    live workers that did not answer in ``workers_unanswered``.
+    live workers that did not answer in ``workers_unanswered``. This worker does its own
+    part here, while the others do theirs: a child job to itself would only add a
+    round trip through the broker and the jobs table.
     """
     metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
     children = maintenance_services.fan_out_worker_cleanups(
-        ctx.uow(), publisher, company_id, dry_run=False, parent_id=parent_id
+        ctx.uow(), publisher, company_id, dry_run=False, parent_id=parent_id, exclude=ctx.worker_id
     )
+    try:
+        own = local_cleanup(ctx, company_id, dry_run=False)
+    except Exception as exc:
+        log.exception("worker %s: its own part of the cleanup failed", ctx.worker_id)
+        own = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return metrics | maintenance_services.gather_worker_cleanups(
-        ctx.uow(), children, ctx.settings.CLEANUP_WORKER_WAIT
+        ctx.uow(), children, ctx.settings.CLEANUP_WORKER_WAIT, done_here={ctx.worker_id: own}
     )
 
 
@@ -157,7 +164,8 @@ def apply_local(ctx: WorkerContext, plan: LocalPlan, company_id: str | None) -> 
         )
         kill_browser(pid, folder, grace)
     busy = _busy_ids(ctx)
-    running = {os.path.abspath(f) for f in browser_processes().values()}
+    # Looking at the processes again is only needed when there are locks to check against them.
+    running = {os.path.abspath(f) for f in browser_processes().values()} if plan.stale_locks else set()
     plan.stale_locks = [
         lock
         for lock in plan.stale_locks

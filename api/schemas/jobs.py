@@ -1,7 +1,9 @@
 """Schemas of jobs."""
 
+import math
+
 from flask import g, has_request_context
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 
 from api.schemas.fields import UtcDateTime
 from shared.jobs import JobKind
@@ -37,3 +39,24 @@ class JobSchema(Schema):
     created_at = UtcDateTime(dump_only=True)
     started_at = UtcDateTime(dump_only=True, allow_none=True)
     finished_at = UtcDateTime(dump_only=True, allow_none=True)
+
+
+def _valid_wait(seconds: float) -> None:
+    # Late import: the schemas load before any app exists.
+    from api.extensions import state
+
+    longest = state().settings.JOB_WAIT_MAX_SECONDS
+    if not math.isfinite(seconds) or not 0 <= seconds <= longest:
+        raise ValidationError(f"must be between 0 and {longest:g} seconds")
+
+
+class JobWaitArgsSchema(Schema):
+    wait = fields.Float(
+        load_default=0.0,
+        validate=_valid_wait,
+        metadata={
+            "description": "seconds to wait for the job to finish before answering, from 0 "
+            "(the default: no wait) to JOB_WAIT_MAX_SECONDS (60 unless configured); "
+            "answers as soon as it finishes"
+        },
+    )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from shared.config import Settings
+from shared.db import renewed_deadline
 from shared.errors import NotFound
+from shared.job_notices import announce_finished, wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Job, utcnow
 from shared.uow import UnitOfWork
@@ -26,10 +30,12 @@ def record_job(
     session_id: str | None = None,
     params: dict[str, Any] | None = None,
     scheduled: bool = False,
+    flush: bool = True,
 ) -> Job:
     """Add a queued job row to the open transaction (the caller commits).
 
-    ``scheduled`` marks a run started by beat rather than by a client.
+    ``scheduled`` marks a run started by beat rather than by a client. Without ``flush``
+    the row is only added: the caller's next flush inserts it (with what it set meanwhile).
     """
     job = Job(
         kind=JobKind(kind).value,
@@ -41,7 +47,8 @@ def record_job(
         scheduled=scheduled,
     )
     db.add(job)
-    db.flush()
+    if flush:
+        db.flush()
     return job
 
 
@@ -58,10 +65,18 @@ def enqueue(
     """Record a job, publish it, and commit — or raise and leave nothing written.
 
     The message goes out before the commit so that a broker outage rolls the whole
-    request back; a worker that sees the message before the row is visible retries.
+    request back; a worker that sees the message before the row is visible reads it
+    again (see :func:`start_job`).
     """
+    # Not flushed yet: publish() marks the row published and inserts it in one statement.
     job = record_job(
-        uow.db, kind=kind, queue=queue, company_id=company_id, session_id=session_id, params=params
+        uow.db,
+        kind=kind,
+        queue=queue,
+        company_id=company_id,
+        session_id=session_id,
+        params=params,
+        flush=False,
     )
     publish(uow.db, publisher, job, queue)
     uow.commit()
@@ -85,13 +100,36 @@ def publish(db: DbSession, publisher: JobPublisher, job: Job, queue: str) -> Non
     publisher.publish(JobKind(job.kind), job.id, queue)
 
 
-def get_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
-    """A job of ``company_id``; another company's job is reported as missing."""
+def get_job(uow: UnitOfWork, company_id: str, job_id: str, wait: float = 0.0) -> Job:
+    """A job of ``company_id``; another company's job is reported as missing.
+
+    With ``wait`` (seconds) an unfinished job is waited for, up to that long, woken by
+    the job's finish notice (see :mod:`shared.job_notices`); what it is then is returned.
+    """
+    job = _company_job(uow, company_id, job_id)
+    if wait <= 0 or job.status in FINISHED_JOB_STATUSES:
+        return job
+
+    def read() -> tuple[bool, Job]:
+        # Each read gets a budget of its own: the waiting in between is no database work.
+        with renewed_deadline(read_budget(uow.settings)):
+            again = _company_job(uow, company_id, job_id)
+        return again.status in FINISHED_JOB_STATUSES, again
+
+    return wait_for_jobs(uow.settings, [job_id], wait, read)
+
+
+def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
     with uow:
         job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
+
+
+def read_budget(settings: Settings) -> float:
+    """The database budget of one read while waiting for jobs: a statement and a connect."""
+    return settings.DB_STATEMENT_TIMEOUT + settings.DB_CONNECT_TIMEOUT
 
 
 def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
@@ -104,10 +142,24 @@ def recent_jobs(db: DbSession, session_id: str, limit: int = 10) -> list[Job]:
 
 
 def start_job(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
-    """Mark a job running on ``worker_id``; ``None`` if the row is not visible yet.
+    """Mark a job running on ``worker_id``; ``None`` if the row is still not visible.
 
+    The API publishes a job just before committing its row, so a quick worker may look
+    before the commit: the row is read again a few times over ``JOB_VISIBLE_WAIT``
+    (the commit is normally a millisecond away) before giving up to a Celery retry.
     A job that already finished is returned unchanged, so a redelivered message is a no-op.
     """
+    deadline = time.monotonic() + uow.settings.JOB_VISIBLE_WAIT
+    pause = 0.002
+    while True:
+        job = _start(uow, job_id, worker_id)
+        if job is not None or time.monotonic() >= deadline:
+            return job
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _start(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
     with uow:
         job = uow.db.get(Job, job_id, with_for_update=True)
         if job is None:
@@ -151,4 +203,5 @@ def _close_job(
         job.noop = noop
         job.finished_at = utcnow()
         uow.commit()
+    announce_finished(uow.settings, job_id, status.value)
     log.info("job %s %s%s", job_id, status.value, f": {error}" if error else "")

@@ -21,7 +21,6 @@ it answered, never older, computed by the very code that the real run applies.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,10 +30,11 @@ from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
 from shared.db import renewed_deadline
+from shared.job_notices import wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
 from shared.models import Company, Event, Job, WhatsappSession, utcnow
 from shared.services import events
-from shared.services.jobs import enqueue
+from shared.services.jobs import enqueue, read_budget
 from shared.services.workers import live_workers
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
@@ -174,15 +174,18 @@ def fan_out_worker_cleanups(
     *,
     dry_run: bool,
     parent_id: str | None = None,
+    exclude: str | None = None,
 ) -> dict[str, str]:
     """Enqueue one ``worker_cleanup`` job on the own queue of every live worker: worker id → job id.
+
+    ``exclude`` names a worker left out: the one running the cleanup does its part itself.
 
     Each child is committed and published on its own, so one worker's dead queue never
     holds back the others; it carries its worker's id, so a copy moved to ``control`` by
     sync is refused rather than run on another worker's disk.
     """
     with uow:
-        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE)]
+        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE) if w.id != exclude]
     children: dict[str, str] = {}
     for worker_id in workers:
         with uow:
@@ -209,30 +212,41 @@ def fan_out_worker_cleanups(
 
 
 def gather_worker_cleanups(
-    uow: UnitOfWork, children: dict[str, str], timeout: float, interval: float = 0.1
+    uow: UnitOfWork, children: dict[str, str], timeout: float, done_here: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Wait up to ``timeout`` for the child jobs, then add up what they report.
 
+    ``done_here`` holds parts done without a child job (worker id → its result, or
+    ``{"status": "failed", "error": ...}``); they count like the children's.
+
+    The wait is woken by each child's finish notice (see :mod:`shared.job_notices`).
     Returns the sums of :data:`LOCAL_METRICS`, ``workers`` (each worker's own result, or
     its error when its part failed) and ``workers_unanswered`` (live workers whose part
     had not finished in time; their counts are not in the sums). The rows of the children
     that answered are deleted: what they said is in the returned result.
     """
-    deadline = time.monotonic() + max(timeout, 0.0)
-    budget = uow.settings.DB_STATEMENT_TIMEOUT + uow.settings.DB_CONNECT_TIMEOUT
+    budget = read_budget(uow.settings)
     ids = list(children.values())
-    jobs: dict[str, Job] = {}
-    while True:
+
+    def read() -> tuple[bool, dict[str, Job]]:
+        if not ids:
+            return True, {}
         with renewed_deadline(budget), uow:
-            jobs = {job.id: job for job in uow.db.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
-        done = all(job.status in FINISHED_JOB_STATUSES for job in jobs.values()) and len(jobs) == len(ids)
-        if done or time.monotonic() >= deadline:
-            break
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
-        interval = min(interval * 1.5, 0.5)
+            found = {job.id: job for job in uow.db.scalars(select(Job).where(Job.id.in_(ids)))}
+        done = len(found) == len(ids) and all(job.status in FINISHED_JOB_STATUSES for job in found.values())
+        return done, found
+
+    jobs = wait_for_jobs(uow.settings, ids, timeout, read)
     sums = dict.fromkeys(LOCAL_METRICS, 0)
     detail: dict[str, Any] = {}
     unanswered: list[str] = []
+    for worker_id, result in (done_here or {}).items():
+        if result.get("status") == JobStatus.FAILED.value:
+            detail[worker_id] = result
+            continue
+        detail[worker_id] = {"status": JobStatus.SUCCEEDED.value, **result}
+        for name in LOCAL_METRICS:
+            sums[name] += int(result.get(name, 0))
     for worker_id, job_id in sorted(children.items()):
         job = jobs.get(job_id)
         if job is None or job.status not in FINISHED_JOB_STATUSES:
@@ -244,7 +258,7 @@ def gather_worker_cleanups(
             detail[worker_id] = {"status": job.status, **result}
             for name in LOCAL_METRICS:
                 sums[name] += int(result.get(name, 0))
-    answered = [children[worker_id] for worker_id in detail]
+    answered = [children[worker_id] for worker_id in detail if worker_id in children]
     if answered:
         # Their results now live in the cleanup's own result (or the dry-run answer): the
         # child rows would only pile up (a dry run per GET). Late ones stay until retention.
