@@ -806,6 +806,12 @@ LIVE_SECTIONS = (
         bench_webhooks,
     ),
     ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
+    (
+        "idle",
+        "Idle CPU of connected sessions, and their restore (worker + Chromium + simulator, PostgreSQL):",
+        # Imported when run: tests.bench_idle builds on this module's helpers.
+        lambda url, root: __import__("tests.bench_idle", fromlist=["bench_idle"]).bench_idle(url, root),
+    ),
 )
 
 
