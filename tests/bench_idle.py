@@ -231,7 +231,7 @@ def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: 
         f"\n    one session                 {start_one:6.1f} s restore ({one_total:.1f} s from worker start)"
         f"\n    {RESTORED} sessions                 {total - boot:6.1f} s restores "
         f"({total:.1f} s from worker start); each (s): {' '.join(f'{d:.1f}' for d in each)}"
-        f"\n    bound one × ceil({RESTORED}/K)     {bound:6.1f} s   → {(total - boot) / bound:4.2f}× the bound"
+        f"\n    bound one × ceil({RESTORED}/K)     {bound:6.1f} s   → {(total - boot) / bound:4.2f}× it"
         f"\n    CPU meanwhile               tree {tree:5.1f} % of a core, machine {machine * 100:5.1f} % busy"
         f"\n    limit                       {limit}"
     )
