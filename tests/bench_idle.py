@@ -27,11 +27,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from api import create_app
 from shared.config import Settings, set_settings
-from shared.services import accounts
-from shared.uow import UnitOfWork
-from tests.bench import RESTORE_TOOK_RE, cpu_seconds, live_settings, process_tree, status_is
+from tests.bench import RESTORE_TOOK_RE, LiveTenant, cpu_seconds, live_settings, process_tree, status_is
 from tests.e2e.stack import WorkerProcess, wait_until
 from tests.simulator import SimulatorControl, SimulatorServer
 
@@ -113,41 +110,21 @@ def bench_idle(database_url: str, root: Path) -> None:
     """Idle CPU of 20 connected sessions vs the plain design; the restore of 10 of them."""
     settings = live_settings(database_url).with_overrides(WORKER_LEASE=30.0)
     set_settings(settings)
-    accounts.create_company(UnitOfWork(settings), "idle")
-    _, token = accounts.create_user(UnitOfWork(settings), "idle", "i@idle.io", "admin")
-    headers = {"Authorization": f"Bearer {token}"}
-    client = create_app(settings).test_client()
+    tenant = LiveTenant(settings, "idle")
     names = [f"idle{index}" for index in range(IDLE_SESSIONS)]
-
-    def row(name: str) -> dict:
-        return client.get(f"/session/{name}", headers=headers).get_json()
-
-    def set_lazy(chosen: list[str], lazy: bool) -> None:
-        for name in chosen:
-            response = client.patch(f"/session/{name}", json={"config": {"lazy": lazy}}, headers=headers)
-            assert response.status_code == 200, response.get_data(as_text=True)
 
     def worker(**env: str) -> WorkerProcess:
         return WorkerProcess("idle", settings, simulator.url, root, env={**PRODUCTION_PERIODS, **env})
 
     def connected(chosen: list[str], timeout: float = 300) -> None:
         for name in chosen:
-            wait_until(partial(status_is, row, name, "CONNECTED"), timeout)
+            wait_until(partial(status_is, tenant.row, name, "CONNECTED"), timeout)
 
     with SimulatorServer() as simulator:
         sim = SimulatorControl(simulator.url)
         live = worker().start()
         try:
-            for batch in range(0, IDLE_SESSIONS, 5):  # five at a time: every QR gets scanned in time
-                for name in names[batch : batch + 5]:
-                    client.post("/session", json={"name": name}, headers=headers)
-                for index, name in enumerate(names[batch : batch + 5], start=batch):
-                    wait_until(partial(status_is, row, name, "QRCODE"), 120)
-                    qr = client.get(f"/session/{name}/qr", headers=headers).get_json()["qr_code"]
-                    sim.scan(qr, phone=f"55116000{index:05d}")
-                connected(names[batch : batch + 5], 120)
-            for name in names:
-                wait_until(partial(lambda n: row(n)["has_login_state"], name), 120)
+            tenant.link_all(names, sim, "55116000")
             zaphub = windows(live.process.pid)
         finally:
             live.terminate()
@@ -187,7 +164,7 @@ def bench_idle(database_url: str, root: Path) -> None:
             f"    ZapHub, connected pages probed 0.4 s  {min_median(polled)}  "
             f"({statistics.median(polled) / statistics.median(baseline):5.2f}× plain, median)"
         )
-        restore(settings, set_lazy, worker, connected, root, names)
+        restore(settings, tenant.set_lazy, worker, connected, root, names)
 
 
 def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: list[str]) -> None:

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.runtime_fixtures import CLOCK_SCALE, SECRET, EventLog, link
+from tests.e2e.runtime_fixtures import CLOCK_SCALE, EventLog, link, session_manager
 from tests.simulator import SimulatorControl, SimulatorServer
-from workers.browser import BrowserRuntime
 from workers.whatsapp.driver import PageDriver
 from workers.whatsapp.sessions import SessionManager
 
@@ -32,27 +31,12 @@ def simulator() -> Iterator[SimulatorControl]:
 
 
 @pytest.fixture(scope="module")
-def events() -> EventLog:
-    return EventLog()
-
-
-@pytest.fixture(scope="module")
-def manager(simulator, events, tmp_path_factory) -> Iterator[SessionManager]:
-    runtime = BrowserRuntime()
-    runtime.start()
-    mgr = SessionManager(
-        runtime,
-        tmp_path_factory.mktemp("sessions"),
-        simulator.base_url + "/",
-        events,
-        login_state_keys=[SECRET],
-        watch_safety_probe=NEVER,
-    )
-    try:
-        yield mgr
-    finally:
-        mgr.close_all()
-        runtime.stop(timeout=30)
+def watch(simulator, tmp_path_factory) -> Iterator[tuple[SessionManager, EventLog]]:
+    """A manager whose connected pages get no safety probe within a test, and its event log."""
+    log = EventLog()
+    sessions = tmp_path_factory.mktemp("sessions")
+    with session_manager(simulator.base_url + "/", log, sessions, watch_safety_probe=NEVER) as mgr:
+        yield mgr, log
 
 
 def driver_of(manager: SessionManager, sid: str) -> PageDriver:
@@ -69,21 +53,19 @@ def watched(manager: SessionManager, simulator: SimulatorControl, events: EventL
     return driver
 
 
-def test_a_logout_from_the_phone_is_noticed(manager, simulator, events):
-    watched(manager, simulator, events, "w-logout", "5511999991001")
+@pytest.mark.parametrize(("phone", "action"), [("5511999991001", "logout"), ("5511999991002", "conflict")])
+def test_a_logout_or_a_conflict_is_noticed(watch, simulator, phone, action):
+    """The phone logs the device out (the QR screen comes back), or the session opens elsewhere."""
+    manager, events = watch
+    sid = f"w-{action}"
+    watched(manager, simulator, events, sid, phone)
     mark = events.mark()
-    simulator.logout("5511999991001")
-    assert events.wait_for("w-logout", "disconnected", mark) == {"reason": "logout"}
+    getattr(simulator, action)(phone)
+    assert events.wait_for(sid, "disconnected", mark) == {"reason": action}
 
 
-def test_a_conflict_is_noticed(manager, simulator, events):
-    watched(manager, simulator, events, "w-conflict", "5511999991002")
-    mark = events.mark()
-    simulator.conflict("5511999991002")
-    assert events.wait_for("w-conflict", "disconnected", mark) == {"reason": "conflict"}
-
-
-def test_the_offline_banner_is_noticed_and_so_is_its_end(manager, simulator, events, caplog):
+def test_the_offline_banner_is_noticed_and_so_is_its_end(watch, simulator, caplog):
+    manager, events = watch
     driver = watched(manager, simulator, events, "w-offline", "5511999991003")
     caplog.set_level(logging.WARNING, logger="workers.whatsapp.driver")
     simulator.offline(True)
@@ -97,7 +79,8 @@ def test_the_offline_banner_is_noticed_and_so_is_its_end(manager, simulator, eve
     manager.stop("w-offline")
 
 
-def test_a_reloaded_page_is_hooked_again_and_storage_writes_are_reported(manager, simulator, events):
+def test_a_reloaded_page_is_hooked_again_and_storage_writes_are_reported(watch, simulator):
+    manager, events = watch
     phone = "5511999991004"
     driver = watched(manager, simulator, events, "w-reload", phone)
     writes: list[float] = []
