@@ -38,7 +38,12 @@ IDLE_WINDOW = 20.0  # seconds per measured window
 IDLE_SETTLE = 10.0  # seconds after the last session is connected, before measuring
 RESTORED = 10
 # The worker as deployed: heartbeat and sync at their defaults (the tests' fast ones cost CPU).
-PRODUCTION_PERIODS = {"HEARTBEAT_INTERVAL": "5", "WORKER_LEASE": "30", "SYNC_INTERVAL": "30"}
+PRODUCTION_PERIODS = {
+    "HEARTBEAT_INTERVAL": "5",
+    "WORKER_LEASE": "30",
+    "SYNC_INTERVAL": "30",
+    "LOGIN_STATE_SAVE_INTERVAL": "300",
+}
 PLAIN_READY = "plain contexts ready"
 PLAIN_PHONES = "55117000"  # + 5 digits: the baseline's own fake phones
 
@@ -54,20 +59,35 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return seconds
 
 
-def tree_percent(pid: int, window: float) -> float:
-    """CPU of ``pid``'s tree over the next ``window`` seconds, in % of one core."""
+def kind(pid: int) -> str:
+    """What a member of the tree is: Chromium, the Playwright driver (node) or Python."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
+    return "chromium" if name.startswith("chrom") else "node" if name == "node" else "python"
+
+
+def tree_percent(pid: int, window: float) -> tuple[float, dict[str, float]]:
+    """CPU of ``pid``'s tree over the next ``window`` seconds, in % of one core; and by kind."""
     before = tree_cpu(pid)
     began = time.monotonic()
     time.sleep(window)
     after = tree_cpu(pid)
-    used = sum(spent - before.get(member, 0.0) for member, spent in after.items())
-    return used / (time.monotonic() - began) * 100
+    elapsed = time.monotonic() - began
+    by_kind: dict[str, float] = {}
+    for member, spent in after.items():
+        share = (spent - before.get(member, 0.0)) / elapsed * 100
+        by_kind[kind(member)] = by_kind.get(kind(member), 0.0) + share
+    return sum(by_kind.values()), by_kind
 
 
-def windows(pid: int) -> list[float]:
-    """``IDLE_RUNS`` consecutive steady windows of ``pid``'s tree, % of one core each."""
+def windows(pid: int) -> tuple[list[float], str]:
+    """``IDLE_RUNS`` steady windows of ``pid``'s tree (% of one core each); the median one by kind."""
     time.sleep(IDLE_SETTLE)
-    return [tree_percent(pid, IDLE_WINDOW) for _ in range(IDLE_RUNS)]
+    runs = sorted((tree_percent(pid, IDLE_WINDOW) for _ in range(IDLE_RUNS)), key=lambda run: run[0])
+    middle = runs[len(runs) // 2][1]
+    return [total for total, _ in runs], "  ".join(f"{k} {v:.1f}" for k, v in sorted(middle.items()))
 
 
 def min_median(samples: list[float]) -> str:
@@ -125,7 +145,7 @@ def bench_idle(database_url: str, root: Path) -> None:
         live = worker().start()
         try:
             tenant.link_all(names, sim, "55116000")
-            zaphub = windows(live.process.pid)
+            zaphub, zaphub_kinds = windows(live.process.pid)
         finally:
             live.terminate()
             live.kill()
@@ -133,7 +153,7 @@ def bench_idle(database_url: str, root: Path) -> None:
         live = worker(WATCH_SAFETY_PROBE_SECONDS="0.4").start()
         try:
             connected(names)
-            polled = windows(live.process.pid)
+            polled, polled_kinds = windows(live.process.pid)
         finally:
             live.terminate()
             live.kill()
@@ -146,7 +166,7 @@ def bench_idle(database_url: str, root: Path) -> None:
         try:
             line = plain.stdout.readline()
             assert line.strip() == PLAIN_READY, f"plain contexts failed: {line!r}"
-            baseline = windows(plain.pid)
+            baseline, baseline_kinds = windows(plain.pid)
         finally:
             os.killpg(plain.pid, 9)
             plain.wait(10)
@@ -154,15 +174,15 @@ def bench_idle(database_url: str, root: Path) -> None:
             f"  idle CPU, {IDLE_SESSIONS} connected sessions, whole process tree, % of one core "
             f"(min / median of {IDLE_RUNS} windows of {IDLE_WINDOW:g} s):"
         )
-        print(f"    ZapHub worker (page watcher)          {min_median(zaphub)}")
-        print(f"    baseline: plain persistent contexts   {min_median(baseline)}")
+        print(f"    ZapHub worker (page watcher)          {min_median(zaphub)}   ({zaphub_kinds})")
+        print(f"    baseline: plain persistent contexts   {min_median(baseline)}   ({baseline_kinds})")
         print(
             f"    ratio ZapHub / plain                  {min(zaphub) / min(baseline):5.2f}× (min)  "
             f"{statistics.median(zaphub) / statistics.median(baseline):5.2f}× (median)"
         )
         print(
             f"    ZapHub, connected pages probed 0.4 s  {min_median(polled)}  "
-            f"({statistics.median(polled) / statistics.median(baseline):5.2f}× plain, median)"
+            f"({statistics.median(polled) / statistics.median(baseline):5.2f}× plain, median; {polled_kinds})"
         )
         restore(settings, tenant.set_lazy, worker, connected, root, names)
 
