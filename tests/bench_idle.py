@@ -60,16 +60,16 @@ def tree_cpu(pid: int) -> dict[int, float]:
 
 
 def kind(pid: int) -> str:
-    """What a member of the tree is: Chromium, the Playwright driver (node) or Python."""
+    """What a member of the tree is: Chromium, or the rest (Python and the Playwright driver)."""
     try:
         name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "gone"
-    return "chromium" if name.startswith("chrom") else "node" if name == "node" else "python"
+    return "chromium" if name.startswith("chrom") else "python+driver"
 
 
 def tree_percent(pid: int, window: float) -> tuple[float, dict[str, float]]:
-    """CPU of ``pid``'s tree over the next ``window`` seconds, in % of one core; and by kind."""
+    """CPU of ``pid``'s tree over the next ``window`` seconds, in % of one core; and by :func:`kind`."""
     before = tree_cpu(pid)
     began = time.monotonic()
     time.sleep(window)
