@@ -167,3 +167,19 @@ def test_the_watcher_runs_the_probe_itself_and_reports_through_its_binding():
     screen, wrote = wa.parse_watch({"probe": MAIN, "storage": True})
     assert screen == wa.parse_probe(MAIN) and wrote is True
     assert wa.parse_watch("nonsense") == (None, False)
+
+
+def test_while_linking_a_report_cuts_the_poll_short():
+    async def scenario() -> None:
+        driver, page, events = make({"screen": "qr", "ref": "2@first"})
+        driver.poll_interval = 3600  # only a report can make it look again
+        task = asyncio.create_task(driver.run())
+        await until(lambda: events == [("qr", {"qr": "2@first", "rotation": 1})])
+        page.state = {"screen": "qr", "ref": "2@second"}  # the QR rotated
+        driver.page_changed({"probe": page.state, "storage": False})
+        await until(lambda: len(events) == 2)
+        assert events[1] == ("qr", {"qr": "2@second", "rotation": 2})
+        page.close()
+        assert await asyncio.wait_for(task, 10) is None
+
+    asyncio.run(scenario())

@@ -3,12 +3,13 @@
 The driver looks at the page with a single ``page.evaluate`` of :data:`page.PROBE_JS`
 and runs a small state machine over the :class:`page.Screen` values. While the page
 loads, shows a QR or waits for a pairing code (short phases) it looks every
-``poll_interval`` (0.4 s). Once the session is ready and its message events are
-subscribed it stops polling: the page's watcher (:data:`page.WATCH_JS`, an init script)
-reports each change of the probe's result through :meth:`PageDriver.page_changed`,
-which wakes the driver to look again; a safety-net look runs every ``safety_probe``
-seconds in case a report was lost. Storage writes the watcher reports go to
-``on_storage_write`` (and ``storage_changed_at``). The state machine:
+``poll_interval`` (0.4 s), sooner when the page reports a change. Once the session is
+ready and its message events are subscribed it stops polling: the page's watcher
+(:data:`page.WATCH_JS`, an init script) reports each change of the probe's result
+through :meth:`PageDriver.page_changed`, which wakes the driver to look again; a
+safety-net look runs every ``safety_probe`` seconds in case a report was lost. Storage
+writes the watcher reports go to ``on_storage_write`` (and ``storage_changed_at``).
+The state machine:
 
 * each new QR ref -> ``("qr", {"qr": text, "rotation": n})``; once more than
   ``qr_max_rotations`` distinct refs were shown without a scan, or the "Click to
@@ -135,14 +136,17 @@ class PageDriver:
         )
 
     async def _pause(self, s: wa.Screen | None) -> None:
-        """Until the next look: ``poll_interval``, or a connected page's report / the safety probe."""
-        if not self.watching(s):
-            await asyncio.sleep(self.poll_interval)
-            return
+        """Until the next look: the page's next report, or at most ``poll_interval`` / ``safety_probe``.
+
+        While loading or linking a report also cuts the poll short, so a QR that rotates
+        faster than the poll is still seen; once connected only reports and the safety probe wake it.
+        """
+        watching = self.watching(s)
         try:
-            await asyncio.wait_for(self._wake.wait(), self.safety_probe)
+            await asyncio.wait_for(self._wake.wait(), self.safety_probe if watching else self.poll_interval)
         except TimeoutError:
-            log.debug("session %s: safety probe", self.session_id)
+            if watching:
+                log.debug("session %s: safety probe", self.session_id)
 
     def page_changed(self, raw: Any) -> None:
         """A report of the page's watcher (loop thread): note a storage write, wake on a new screen.
