@@ -213,22 +213,47 @@ RESTORE_STEADY_SECONDS = 10.0
 RESTORE_TOOK_RE = re.compile(r"session (\w+) of company \w+: restore took ([0-9.]+)s")
 
 
+class LiveTenant:
+    """A company with an admin on a live benchmark's database, driven through the API."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        accounts.create_company(UnitOfWork(settings), name)
+        _, token = accounts.create_user(UnitOfWork(settings), name, f"admin@{name}.io", "admin")
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.client = create_app(settings).test_client()
+
+    def row(self, name: str) -> dict:
+        """Session ``name`` as ``GET /session/<name>`` shows it."""
+        return self.client.get(f"/session/{name}", headers=self.headers).get_json()
+
+    def set_lazy(self, chosen: list[str], lazy: bool) -> None:
+        """Make the ``chosen`` sessions lazy (or always on)."""
+        for name in chosen:
+            response = self.client.patch(
+                f"/session/{name}", json={"config": {"lazy": lazy}}, headers=self.headers
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+
+    def link_all(self, names: list[str], sim: SimulatorControl, phones: str) -> None:
+        """Create ``names`` and scan each QR (phone ``phones`` + 5 digits), until each has its login state."""
+        for batch in range(0, len(names), 5):  # five at a time: every QR gets scanned in time
+            for name in names[batch : batch + 5]:
+                self.client.post("/session", json={"name": name}, headers=self.headers)
+            for index, name in enumerate(names[batch : batch + 5], start=batch):
+                wait_until(partial(status_is, self.row, name, "QRCODE"), 120)
+                qr = self.client.get(f"/session/{name}/qr", headers=self.headers).get_json()["qr_code"]
+                sim.scan(qr, phone=f"{phones}{index:05d}")
+            for name in names[batch : batch + 5]:
+                wait_until(partial(status_is, self.row, name, "CONNECTED"), 120)
+                wait_until(partial(lambda n: self.row(n)["has_login_state"], name), 120)
+
+
 def bench_restore(database_url: str, root: Path) -> None:
     """PSS of 20 lazy vs 20 always-on sessions on one worker; restore of 10 with K=1 vs K=3."""
     settings = live_settings(database_url)
-    accounts.create_company(UnitOfWork(settings), "lazy")
-    _, token = accounts.create_user(UnitOfWork(settings), "lazy", "z@lazy.io", "admin")
-    headers = {"Authorization": f"Bearer {token}"}
-    client = create_app(settings).test_client()
+    tenant = LiveTenant(settings, "lazy")
+    row, set_lazy = tenant.row, tenant.set_lazy
     names = [f"r{index}" for index in range(RESTORE_SESSIONS)]
-
-    def row(name: str) -> dict:
-        return client.get(f"/session/{name}", headers=headers).get_json()
-
-    def set_lazy(chosen: list[str], lazy: bool) -> None:
-        for name in chosen:
-            response = client.patch(f"/session/{name}", json={"config": {"lazy": lazy}}, headers=headers)
-            assert response.status_code == 200, response.get_data(as_text=True)
 
     def worker_pss(worker: WorkerProcess) -> tuple[float, int]:
         """PSS of the worker and every process under it (browsers included); browser count."""
@@ -261,16 +286,7 @@ def bench_restore(database_url: str, root: Path) -> None:
         sim = SimulatorControl(simulator.url)
         worker, _ = start(3)
         try:
-            for batch in range(0, RESTORE_SESSIONS, 5):  # five at a time: every QR gets scanned in time
-                for name in names[batch : batch + 5]:
-                    client.post("/session", json={"name": name}, headers=headers)
-                for index, name in enumerate(names[batch : batch + 5], start=batch):
-                    wait_until(partial(status_is, row, name, "QRCODE"), 120)
-                    qr = client.get(f"/session/{name}/qr", headers=headers).get_json()["qr_code"]
-                    sim.scan(qr, phone=f"55118000{index:05d}")
-                for name in names[batch : batch + 5]:
-                    wait_until(partial(status_is, row, name, "CONNECTED"), 120)
-                    wait_until(partial(lambda n: row(n)["has_login_state"], name), 120)
+            tenant.link_all(names, sim, "55118000")
         finally:
             worker.terminate()
             worker.kill()
@@ -791,6 +807,12 @@ LIVE_SECTIONS = (
     ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
     ("reads", f"API reads (gunicorn as in the Procfile, {READ_SESSIONS} sessions, PostgreSQL):", bench_reads),
     ("jobs", "Job round trip (gunicorn + a worker, PostgreSQL, against a bare Celery task):", bench_jobs),
+    (
+        "idle",
+        "Idle CPU of connected sessions, and their restore (worker + Chromium + simulator, PostgreSQL):",
+        # Imported when run: tests.bench_idle builds on this module's helpers.
+        lambda url, root: __import__("tests.bench_idle", fromlist=["bench_idle"]).bench_idle(url, root),
+    ),
 )
 
 

@@ -117,6 +117,7 @@ class WorkerContext:
             self.settings.WA_WEB_URL,
             on_event=self.on_event,
             qr_max_rotations=self.settings.QR_MAX_ROTATIONS,
+            watch_safety_probe=self.settings.WATCH_SAFETY_PROBE_SECONDS,
             login_state_keys=secret_keys(self.settings),
         )
         log.info("worker %s: browser runtime started", self.worker_id)

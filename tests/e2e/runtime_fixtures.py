@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tests.simulator import SimulatorControl
+from workers.browser import BrowserRuntime
 from workers.whatsapp.sessions import SessionManager
 
 SECRET = "e2e-login-state-secret"
@@ -98,3 +101,18 @@ def link(
     control.scan(qr["qr"], phone=phone, push_name=push_name)
     events.wait_for(sid, "authenticated", mark)
     return events.wait_for(sid, "ready", mark)
+
+
+@contextlib.contextmanager
+def session_manager(
+    wa_url: str, events: EventLog, sessions_dir: Path, **kwargs: Any
+) -> Iterator[SessionManager]:
+    """A SessionManager on a browser runtime of its own; every session and the runtime closed after."""
+    runtime = BrowserRuntime()
+    runtime.start()
+    mgr = SessionManager(runtime, sessions_dir, wa_url, events, login_state_keys=[SECRET], **kwargs)
+    try:
+        yield mgr
+    finally:
+        mgr.close_all()
+        runtime.stop(timeout=30)

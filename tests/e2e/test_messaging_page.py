@@ -14,9 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.runtime_fixtures import CLOCK_SCALE, SECRET, EventLog, link
+from tests.e2e.runtime_fixtures import CLOCK_SCALE, EventLog, link, session_manager
 from tests.simulator import SimulatorControl, SimulatorServer
-from workers.browser import BrowserRuntime
 from workers.whatsapp import messaging
 from workers.whatsapp.messaging import (
     ACK_DEVICE,
@@ -59,21 +58,9 @@ def events() -> EventLog:
 
 @pytest.fixture(scope="module")
 def manager(simulator, events, tmp_path_factory) -> Iterator[SessionManager]:
-    runtime = BrowserRuntime()
-    runtime.start()
-    mgr = SessionManager(
-        runtime,
-        tmp_path_factory.mktemp("sessions"),
-        simulator.base_url + "/",
-        events,
-        crash_restart_limit=3,
-        login_state_keys=[SECRET],
-    )
-    try:
+    sessions = tmp_path_factory.mktemp("sessions")
+    with session_manager(simulator.base_url + "/", events, sessions, crash_restart_limit=3) as mgr:
         yield mgr
-    finally:
-        mgr.close_all()
-        runtime.stop(timeout=30)
 
 
 @pytest.fixture(scope="module")

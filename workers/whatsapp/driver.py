@@ -1,7 +1,15 @@
 """Watches one WhatsApp Web page and turns what it shows into events.
 
-The driver polls the page with a single ``page.evaluate`` of :data:`page.PROBE_JS`
-and runs a small state machine over the :class:`page.Screen` values:
+The driver looks at the page with a single ``page.evaluate`` of :data:`page.PROBE_JS`
+and runs a small state machine over the :class:`page.Screen` values. While the page
+loads, shows a QR or waits for a pairing code (short phases) it looks every
+``poll_interval`` (0.4 s), sooner when the page reports a change. Once the session is
+ready and its message events are subscribed it stops polling: the page's watcher
+(:data:`page.WATCH_JS`, an init script) reports each change of the probe's result
+through :meth:`PageDriver.page_changed`, which wakes the driver to look again; a
+safety-net look runs every ``safety_probe`` seconds in case a report was lost. Storage
+writes the watcher reports go to ``on_storage_write`` (and ``storage_changed_at``).
+The state machine:
 
 * each new QR ref -> ``("qr", {"qr": text, "rotation": n})``; once more than
   ``qr_max_rotations`` distinct refs were shown without a scan, or the "Click to
@@ -59,6 +67,8 @@ class PageDriver:
         qr_max_rotations: int = 5,
         poll_interval: float = wa.POLL_INTERVAL,
         hook_messages: bool = True,
+        safety_probe: float = wa.WATCH_SAFETY_PROBE,
+        on_storage_write: Callable[[], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.page = page
@@ -73,8 +83,12 @@ class PageDriver:
         self._offline = False
         self._authenticated_at = 0.0
         self._storage_sig: str | None = None
-        # Monotonic time of the last localStorage change seen (page load counts as one).
+        # Monotonic time of the last storage write seen (page load counts as one).
         self.storage_changed_at = time.monotonic()
+        self.safety_probe = safety_probe
+        self.on_storage_write = on_storage_write
+        self._wake = asyncio.Event()  # set by the page's watcher (and a closing page)
+        self._seen: wa.Screen | None = None  # the last screen the state machine read
 
     async def probe(self) -> wa.Screen | None:
         """One look at the page; None while it is navigating (context destroyed)."""
@@ -92,14 +106,19 @@ class PageDriver:
         Returns None if the page closed underneath us (the manager decides whether
         that is a crash or a requested stop).
         """
+        # A closing or crashing page must not wait out the safety probe.
+        self.page.on("close", lambda _page: self._wake.set())
+        self.page.on("crash", lambda _page: self._wake.set())
         while True:
             if self.page.is_closed():
                 return None
+            self._wake.clear()  # a report from now on wakes the next pause
             try:
                 screen = await self.probe()
             except PlaywrightError:
                 return None
             if screen is not None:
+                self._seen = screen
                 reason = self.step(screen)
                 if reason is not None:
                     self.emit("disconnected", {"reason": reason})
@@ -108,7 +127,44 @@ class PageDriver:
                 if failure is not None:
                     self.emit("auth_failure", {"reason": failure})
                     return failure
-            await asyncio.sleep(self.poll_interval)
+            await self._pause(screen)
+
+    def watching(self, s: wa.Screen | None) -> bool:
+        """Whether ``s`` is a ready page left to report its own changes (no polling)."""
+        return (
+            s is not None and s.screen == wa.MAIN and self.ready_sent and (s.hooked or not self.hook_messages)
+        )
+
+    async def _pause(self, s: wa.Screen | None) -> None:
+        """Until the next look: the page's next report, or at most ``poll_interval`` / ``safety_probe``.
+
+        While loading or linking a report also cuts the poll short, so a QR that rotates
+        faster than the poll is still seen; once connected only reports and the safety probe wake it.
+        """
+        watching = self.watching(s)
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.safety_probe if watching else self.poll_interval)
+        except TimeoutError:
+            if watching:
+                log.debug("session %s: safety probe", self.session_id)
+
+    def page_changed(self, raw: Any) -> None:
+        """A report of the page's watcher (loop thread): note a storage write, wake on a new screen.
+
+        Never blocks: it only records and sets the wake-up event; the driver's loop looks
+        at the page itself and ``step`` interprets it.
+        """
+        screen, wrote = wa.parse_watch(raw)
+        if wrote:
+            self.storage_changed_at = time.monotonic()
+            if self.on_storage_write is not None:
+                try:
+                    self.on_storage_write()
+                except Exception:  # a listener's bug must not stop the page's reports
+                    log.exception("session %s: on_storage_write failed", self.session_id)
+        # A write to IndexedDB alone leaves the screen as it was: nothing to look at.
+        if screen is None or screen != self._seen:
+            self._wake.set()
 
     async def _hook(self, s: wa.Screen) -> str | None:
         """Subscribe the message events of a ready page; a failure reason if a module is gone."""

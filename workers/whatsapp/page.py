@@ -47,7 +47,9 @@ LS_PUSH_NAME = "me-display-name"
 HOOK_FLAG = "__zaphubMessagesHooked"
 
 # -- timings of the site (seconds) --------------------------------------------------------
-POLL_INTERVAL = 0.4  # how often the driver probes the page
+POLL_INTERVAL = 0.4  # how often the driver probes the page while it is not connected
+WATCH_SAFETY_PROBE = 5.0  # connected: a probe this often even if the page reported nothing
+WATCH_DEBOUNCE_MS = 150  # the page watcher reports a burst of changes at most this often
 NAVIGATION_TIMEOUT = 45.0  # first load of web.whatsapp.com can be slow
 IDENTITY_GRACE = 15.0  # after the main screen, how long to wait for the wid in storage
 
@@ -98,6 +100,74 @@ PROBE_JS = Template("""
     qr=json.dumps(SEL_QR),
     reload=json.dumps(SEL_QR_RELOAD),
     canvas=json.dumps(SEL_QR_CANVAS),
+)
+
+
+# -- the page watcher (connected sessions are not polled) ---------------------------------
+# An init script, in every document of the context: it re-runs PROBE_JS (the same function,
+# never a copy of its selectors) after DOM mutations and storage writes, and calls the
+# binding WATCH_BINDING with ``{probe, storage}`` only when the probe's result changed or
+# the site wrote localStorage / IndexedDB, debounced to one call per WATCH_DEBOUNCE_MS.
+# A new document (reload) starts with no last result, so its first look is always reported.
+# The real site also has events of its own — whatsapp-web.js (pedroslopez/whatsapp-web.js,
+# src/Client.js) subscribes ``AuthStore.AppState.on('change:state')`` (onAuthAppStateChangedEvent),
+# ``AppState.on('change:hasSynced')`` and ``Cmd.on('logout')`` (onLogoutEvent) — but they
+# exist only once the bundle's modules load; every screen the driver reads is in the DOM,
+# so watching the DOM covers the loading, QR, conflict and offline screens alike.
+WATCH_BINDING = "__zaphubPageChanged"
+WATCH_FLAG = "__zaphubWatching"  # set on ``window`` once the watcher runs in a document
+# Only attributes the probe's selectors read: other attribute churn never wakes the watcher.
+WATCH_ATTRIBUTES = ("data-ref", "data-icon", "data-animate-modal-popup", "data-link-code", "id", "aria-label")
+WATCH_JS = Template("""
+(() => {
+  if (window.top !== window || window[$flag]) return;
+  window[$flag] = true;
+  const probe = $probe;
+  let last = null, storage = false, timer = null;
+  const flush = () => {
+    timer = null;
+    const wrote = storage;
+    storage = false;
+    let out;
+    try { out = probe(); } catch (e) { return; }
+    const sig = JSON.stringify(out);
+    if (sig === last && !wrote) return;
+    const report = window[$binding];
+    if (typeof report !== 'function') return; // not exposed (yet): the driver's own probe sees it
+    last = sig;
+    report({probe: out, storage: wrote}).catch(() => {});
+  };
+  const schedule = (wroteStorage) => {
+    if (wroteStorage) storage = true;
+    if (timer === null) timer = setTimeout(flush, $debounce);
+  };
+  new MutationObserver(() => schedule(false)).observe(document, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: $attributes,
+  });
+  const wrap = (proto, name, after) => {
+    const original = proto[name];
+    if (typeof original !== 'function') return;
+    proto[name] = function (...args) {
+      const result = original.apply(this, args);
+      after(result, args);
+      return result;
+    };
+  };
+  for (const name of ['setItem', 'removeItem', 'clear']) wrap(Storage.prototype, name, () => schedule(true));
+  // A readwrite transaction is a write once it completes; deleting a database is one too.
+  wrap(IDBDatabase.prototype, 'transaction', (tx, args) => {
+    if (args[1] === 'readwrite') tx.addEventListener('complete', () => schedule(true));
+  });
+  const onSuccess = (req) => req.addEventListener('success', () => schedule(true));
+  wrap(IDBFactory.prototype, 'deleteDatabase', onSuccess);
+  schedule(false);
+})();
+""").substitute(
+    flag=json.dumps(WATCH_FLAG),
+    probe=PROBE_JS.strip(),
+    binding=json.dumps(WATCH_BINDING),
+    debounce=WATCH_DEBOUNCE_MS,
+    attributes=json.dumps(list(WATCH_ATTRIBUTES)),
 )
 
 
@@ -154,6 +224,14 @@ def parse_probe(raw: Any) -> Screen:
         storage_sig=raw.get("storageSig"),
         hooked=bool(raw.get("hooked")),
     )
+
+
+def parse_watch(raw: Any) -> tuple[Screen | None, bool]:
+    """The watcher's report (:data:`WATCH_JS`): the page's :class:`Screen` and whether storage was written."""
+    if not isinstance(raw, dict):
+        return None, False
+    probe = raw.get("probe")
+    return (parse_probe(probe) if isinstance(probe, dict) else None), bool(raw.get("storage"))
 
 
 # -- linking by phone number (an 8-character code instead of a QR) ------------------------

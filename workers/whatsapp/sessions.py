@@ -132,6 +132,7 @@ class SessionManager:
         qr_max_rotations: int = 5,
         crash_restart_limit: int = 3,
         login_state_keys: Sequence[str] = (),
+        watch_safety_probe: float = wa.WATCH_SAFETY_PROBE,
     ) -> None:
         self.runtime = runtime
         # Absolute + normalized, like the --user-data-dir Chromium sees (browser_pid).
@@ -141,6 +142,7 @@ class SessionManager:
         self.on_event = on_event
         self.qr_max_rotations = qr_max_rotations
         self.crash_restart_limit = crash_restart_limit
+        self.watch_safety_probe = watch_safety_probe  # connected pages: seconds between safety probes
         # shared.secrets.secret_keys(settings): newest first, the first one encrypts.
         self._secret = list(login_state_keys) or None
         self._sessions: dict[str, _Session] = {}
@@ -517,6 +519,12 @@ class SessionManager:
             await ctx.expose_binding(
                 wa.PAIRING_BINDING, lambda source, code: self._on_pairing_code(s, ctx, code)
             )
+            # The page watcher's reports wake this context's driver (a connected page is not polled).
+            await ctx.expose_binding(
+                wa.WATCH_BINDING,
+                lambda source, raw: s.driver.page_changed(raw) if s.context is ctx and s.driver else None,
+            )
+            await ctx.add_init_script(wa.WATCH_JS)
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             for extra in ctx.pages[1:]:
                 await extra.close()
@@ -526,7 +534,13 @@ class SessionManager:
         except BaseException:
             await self._close_context(s)
             raise
-        driver = PageDriver(s.session_id, page, lambda n, p: self._emit(s, n, p), self.qr_max_rotations)
+        driver = PageDriver(
+            s.session_id,
+            page,
+            lambda n, p: self._emit(s, n, p),
+            self.qr_max_rotations,
+            safety_probe=self.watch_safety_probe,
+        )
         s.driver = driver
         s.watcher = asyncio.create_task(self._watch(s, ctx, driver), name=f"watch-{s.session_id}")
 
