@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 
+BROWSER_MODES = ("profile", "shared")
+
+
 def _default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'zaphub.db'}"
 
@@ -122,7 +125,21 @@ class Settings:
     # folder (``.wwebjs_auth``); when set, the first worker to start imports them once.
     LEGACY_SESSIONS_FILE: str = ""
     LEGACY_PROFILES_DIR: str = ""
+    # Browser mode: "profile" (one Chromium per session on a persistent profile folder, the
+    # default) or "shared" (sessions in non-persistent contexts of a few shared Chromiums,
+    # their login carried as data). A shared Chromium holds at most
+    # BROWSER_SESSIONS_PER_PROCESS sessions, so a browser crash touches a bounded group.
+    BROWSER_MODE: str = "profile"
+    BROWSER_SESSIONS_PER_PROCESS: int = 10
     TESTING: bool = False
+
+    def __post_init__(self) -> None:
+        if self.BROWSER_MODE not in BROWSER_MODES:
+            raise ValueError(f"BROWSER_MODE must be one of {', '.join(BROWSER_MODES)}, not {self.BROWSER_MODE!r}")
+        if self.BROWSER_SESSIONS_PER_PROCESS < 1:
+            raise ValueError(
+                f"BROWSER_SESSIONS_PER_PROCESS must be at least 1, not {self.BROWSER_SESSIONS_PER_PROCESS}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
