@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-
 BROWSER_MODES = ("profile", "shared")
 
 
@@ -135,7 +134,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.BROWSER_MODE not in BROWSER_MODES:
-            raise ValueError(f"BROWSER_MODE must be one of {', '.join(BROWSER_MODES)}, not {self.BROWSER_MODE!r}")
+            choices = ", ".join(BROWSER_MODES)
+            raise ValueError(f"BROWSER_MODE must be one of {choices}, not {self.BROWSER_MODE!r}")
         if self.BROWSER_SESSIONS_PER_PROCESS < 1:
             raise ValueError(
                 f"BROWSER_SESSIONS_PER_PROCESS must be at least 1, not {self.BROWSER_SESSIONS_PER_PROCESS}"

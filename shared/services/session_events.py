@@ -53,6 +53,9 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
             "push_name": payload.get("push_name"),
             "last_seen": utcnow(),
         }
+    if event == "not_portable":
+        # Still connected, but its login cannot move as data: the reason stays visible.
+        return {"status": SessionStatus.CONNECTED.value, "last_error": payload.get("reason")}
     if event == "auth_failure":
         return {
             "status": SessionStatus.ERROR.value,

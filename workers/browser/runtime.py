@@ -235,7 +235,9 @@ class BrowserRuntime:
             raise RuntimeNotRunning("browser runtime is not running")
         profile_dir = Path(profile_dir)
         profile_dir.mkdir(parents=True, exist_ok=True)
-        ctx = await self._playwright.chromium.launch_persistent_context(str(profile_dir), **self._launch_options())
+        ctx = await self._playwright.chromium.launch_persistent_context(
+            str(profile_dir), **self._launch_options()
+        )
         self._track(ctx)
         return ctx
 

@@ -1,0 +1,224 @@
+"""What differs between the two browser modes of the session manager.
+
+* :class:`ProfileMode` (``BROWSER_MODE=profile``): one Chromium per session on a persistent
+  profile folder; the login state is the folder's storage, archived (with the recorded key
+  material) by ``shared.login_state.pack``.
+* :class:`SharedMode` (``BROWSER_MODE=shared``): a non-persistent context per session in a
+  shared Chromium; the login state is carried as data (:mod:`workers.whatsapp.portable`)
+  and restored through a bootstrap page.
+
+Each mode answers the same five questions: how to open a context, how to prepare a start
+from a stored archive, how to load the site into a fresh context, how to take a snapshot,
+and whether the live state on this worker can be reused. Both read either archive kind,
+so a session moves between workers of different modes with no scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from playwright.async_api import BrowserContext, Page
+
+from shared import login_state
+from shared.login_state import LoginStateError
+from workers.whatsapp import page as wa
+from workers.whatsapp import portable
+from workers.whatsapp.portable import KeyRecorder, NotPortable
+
+if TYPE_CHECKING:
+    from workers.whatsapp.sessions import SessionManager, _Session
+
+log = logging.getLogger(__name__)
+
+# Written into a profile folder: the tag (owner epoch) it was last launched under.
+PROFILE_TAG_FILE = ".zaphub-profile-tag"
+# Written into a profile folder restored from an archive: the key records it carried.
+PROFILE_KEYS_FILE = ".zaphub-keys.json"
+
+
+class _Mode:
+    """Shared by both modes: the archive kinds, and reading key records."""
+
+    name = ""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.m = manager
+
+    def secret(self) -> list[str]:
+        """The login-state keys (raises when none is configured)."""
+        if self.m._secret is None:
+            raise LoginStateError("no login state secret configured (SECRET_KEY)")
+        return self.m._secret
+
+    def kind_of(self, blob: bytes) -> str:
+        """``"profile"`` or ``"portable"`` (raises ``LoginStateError`` for a corrupt archive)."""
+        return login_state.kind_of(blob, self.secret())
+
+    async def unpack_profile(self, s: _Session, blob: bytes) -> Path:
+        """Unpack a profile archive into a new temp folder; the recorder is seeded from its keys."""
+        tmp = self.m.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.to_thread(login_state.unpack, blob, tmp, self.secret())
+        except LoginStateError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        s.recorder = KeyRecorder.from_records(login_state.keys_of(blob, self.secret()))
+        return tmp
+
+    def validate(self, blob: bytes) -> None:
+        """Raise ``LoginStateError`` unless ``blob`` is a sound archive of either kind."""
+        login_state.verify(blob, self.secret())
+
+    async def open_page(self, s: _Session, ctx: BrowserContext, state: dict[str, Any] | None) -> Page:
+        """Load the site in ``ctx``: through the portable bootstrap when ``state`` is given."""
+        if state is not None:
+            return await portable.restore(ctx, state, self.m.wa_url)
+        page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+        await page.goto(self.m.wa_url, wait_until="domcontentloaded", timeout=wa.NAVIGATION_TIMEOUT * 1000)
+        return page
+
+
+class ProfileMode(_Mode):
+    """One persistent Chromium profile per session."""
+
+    name = "profile"
+
+    async def open(self, s: _Session) -> BrowserContext:
+        """Launch the session's own Chromium on its profile folder."""
+        return await self.m.runtime.launch_profile(s.profile_dir)
+
+    async def prepare(self, s: _Session, blob: bytes) -> None:
+        """Rebuild the profile folder from ``blob`` (a bad archive never destroys the folder).
+
+        A portable archive (the session last ran in shared mode) is restored into the
+        fresh profile at launch; from then on the profile persists it.
+        """
+        if self.kind_of(blob) == "portable":
+            s.pending_state = login_state.unpack_portable(blob, self.secret())
+            await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
+            s.profile_dir.mkdir(parents=True, exist_ok=True)
+            log.info("session %s: portable login state to restore into a fresh profile", s.session_id)
+            return
+        tmp = await self.unpack_profile(s, blob)
+        await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
+        os.replace(tmp, s.profile_dir)
+        await asyncio.to_thread(self._write_keys, s)
+        log.info("session %s: login state restored into a fresh profile", s.session_id)
+
+    async def load(self, s: _Session, ctx: BrowserContext) -> Page:
+        """Open the site; a pending portable state is restored once, then the profile keeps it."""
+        if s.pending_state is None and not s.recorder.records():
+            s.recorder = await asyncio.to_thread(self._read_keys, s)
+        state, s.pending_state = s.pending_state, None
+        return await self.open_page(s, ctx, state)
+
+    async def snapshot(self, s: _Session) -> bytes:
+        """The profile folder's login storage, with the recorded key material."""
+        await self.m._wait_storage_quiet(s.session_id)
+        return await asyncio.to_thread(login_state.pack, s.profile_dir, self.secret(), s.recorder.records())
+
+    def reusable(self, s: _Session, tag: str | None) -> bool:
+        """Whether the profile folder is intact and was last launched under ``tag``."""
+        if tag is None or not (s.profile_dir / "Default").is_dir():
+            return False
+        try:
+            return (s.profile_dir / PROFILE_TAG_FILE).read_text() == tag
+        except OSError:
+            return False
+
+    async def closed(self, s: _Session) -> None:
+        """Wait for the Chromium process to exit, so a following rmtree/restart does not race it."""
+        for _ in range(50):
+            if self.m.browser_pid(s.session_id) is None:
+                break
+            await asyncio.sleep(0.1)
+
+    def _write_keys(self, s: _Session) -> None:
+        # A reused profile is launched with no archive at hand: its keys stay beside it.
+        (s.profile_dir / PROFILE_KEYS_FILE).write_text(json.dumps(s.recorder.records()))
+
+    def _read_keys(self, s: _Session) -> KeyRecorder:
+        try:
+            return KeyRecorder.from_records(json.loads((s.profile_dir / PROFILE_KEYS_FILE).read_text()))
+        except (OSError, ValueError):
+            return s.recorder
+
+
+class SharedMode(_Mode):
+    """A non-persistent context per session in a few shared Chromiums."""
+
+    name = "shared"
+
+    async def open(self, s: _Session) -> BrowserContext:
+        """A fresh context in a shared browser with room."""
+        return await self.m.runtime.new_context()
+
+    async def prepare(self, s: _Session, blob: bytes) -> None:
+        """Turn ``blob`` into the portable state the next launch restores.
+
+        A profile archive (the session last ran in profile mode) is opened once as a
+        persistent profile with its recorded keys, dumped, and closed.
+        """
+        if self.kind_of(blob) == "portable":
+            s.latest_dump = login_state.unpack_portable(blob, self.secret())
+            return
+        tmp = await self.unpack_profile(s, blob)
+        try:
+            s.latest_dump = await self._dump_profile(s, tmp)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+        log.info("session %s: profile login state converted for shared mode", s.session_id)
+
+    async def _dump_profile(self, s: _Session, folder: Path) -> dict[str, Any]:
+        ctx = await self.m.runtime.launch_profile(folder)
+        try:
+            await portable.install_capture(ctx, s.recorder)
+            page = await self.open_page(s, ctx, None)
+            await _wait_main_screen(page)
+            return await portable.dump(page, s.recorder)
+        except NotPortable as exc:
+            raise LoginStateError(f"cannot run in shared mode: {exc}") from None
+        finally:
+            await asyncio.wait_for(ctx.close(), 15)
+
+    async def load(self, s: _Session, ctx: BrowserContext) -> Page:
+        """Open the site, restoring the latest dump (the last snapshot, kept in memory) if any."""
+        return await self.open_page(s, ctx, s.latest_dump)
+
+    async def snapshot(self, s: _Session) -> bytes:
+        """A dump of the live page, packed as a portable archive (raises ``NotPortable``)."""
+        page = s.page
+        if page is None:
+            raise LoginStateError("session has no live page")
+        state = await portable.dump(page, s.recorder)
+        s.latest_dump = state  # a crash before the database write still loses nothing
+        return await asyncio.to_thread(login_state.pack_portable, state, self.secret())
+
+    def reusable(self, s: _Session, tag: str | None) -> bool:
+        """A shared context keeps nothing on disk; only an in-memory dump taken under ``tag`` counts."""
+        return tag is not None and s.latest_dump is not None and s.tag == tag
+
+    async def closed(self, s: _Session) -> None:
+        """Nothing to wait for: the shared browser goes on serving the others."""
+
+
+async def _wait_main_screen(page: Page, timeout: float = wa.NAVIGATION_TIMEOUT) -> None:
+    """Wait until the site shows its main (linked) screen; ``LoginStateError`` otherwise."""
+    give_up = time.monotonic() + timeout
+    screen = wa.LOADING
+    while time.monotonic() < give_up:
+        screen = wa.parse_probe(await page.evaluate(wa.PROBE_JS)).screen
+        if screen == wa.MAIN:
+            return
+        if screen in (wa.QR, wa.QR_IDLE, wa.PAIR_CODE):
+            break  # the profile is not linked: there is nothing to carry over
+        await asyncio.sleep(wa.POLL_INTERVAL)
+    raise LoginStateError(f"stored profile did not come back linked (screen {screen})")
