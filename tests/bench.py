@@ -45,6 +45,7 @@ from shared.services import accounts, events, session_events, webhook_endpoints
 from shared.uow import UnitOfWork
 from shared.webhooks import dispatch
 from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
+from tests.bench_memory import bench_memory
 from tests.conftest import REDIS_URL, _admin_execute, _postgres_url_for
 from tests.e2e.stack import WORKER_ENV, WorkerProcess, browser_pids, wait_until
 from tests.integration.test_messages_store import make_linked
@@ -806,6 +807,7 @@ LIVE_SECTIONS = (
         bench_webhooks,
     ),
     ("restore", "Restore and lazy sessions (worker + Chromium + simulator, PostgreSQL):", bench_restore),
+    ("memory", "Memory per session by browser mode (workers + Chromium + simulator):", bench_memory),
 )
 
 
