@@ -50,7 +50,9 @@ def create_app(state: SimState | None = None) -> Flask:
     @app.get("/send")
     def index() -> Response:
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-        boot = json.dumps({"clockScale": sim.clock.scale, "missingModules": sim.missing_modules})
+        boot = json.dumps(
+            {"clockScale": sim.clock.scale, "missingModules": sim.missing_modules, "keyMode": sim.key_mode}
+        )
         return Response(html.replace("__BOOT_CONFIG__", boot), mimetype="text/html")
 
     @app.get("/favicon.ico")
@@ -192,6 +194,11 @@ def create_app(state: SimState | None = None) -> Flask:
             raise SimError(400, "missing must be a list of module names")
         sim.set_missing_modules(missing)
         return jsonify({"missing": sim.missing_modules})
+
+    @app.post("/_sim/key-mode")
+    def sim_key_mode() -> Response:
+        sim.set_key_mode(str(body().get("mode", "")))
+        return jsonify({"mode": sim.key_mode})
 
     @app.post("/_sim/conflict")
     def sim_conflict() -> Response:

@@ -114,6 +114,10 @@ class SimulatorControl:
         """Pages loaded from now on lack these ``window.require`` modules ([] restores them)."""
         return self._call("POST", "/_sim/modules", {"missing": list(missing)})
 
+    def key_mode(self, mode: str) -> dict[str, Any]:
+        """Pages loaded from now on make their login key by ``import`` (default) or ``generate``."""
+        return self._call("POST", "/_sim/key-mode", {"mode": mode})
+
     def messages(self, phone: str) -> list[dict[str, Any]]:
         """Message history (incoming and sent by the page) of ``phone``'s devices."""
         return self._call("GET", f"/_sim/messages?phone={phone}")

@@ -32,6 +32,10 @@ import segno
 FIRST_REF_TTL = 60.0  # virtual seconds the first ref of a pairing lives
 NEXT_REF_TTL = 20.0  # virtual seconds every later ref lives
 MAX_REFS = 6  # refs per pairing before it goes idle ("Click to reload QR code")
+# How a page makes its login key: "import" like the real site (raw bytes, importKey,
+# non-extractable) or "generate" (generateKey, non-extractable: no raw bytes ever exist,
+# so the portable login state must refuse it). The first is the default.
+KEY_MODES = ("import", "generate")
 # Linking by phone number: a code lives as long as whatsapp-web.js's default renewal
 # interval (requestPairingCode intervalMs = 180000), in virtual seconds like a QR ref.
 LINK_CODE_TTL = 180.0
@@ -241,6 +245,7 @@ class SimState:
             self._phones = itertools.count(1)
             self._numbers: dict[str, int] = {}
             self.missing_modules: list[str] = []
+            self.key_mode = KEY_MODES[0]
             self.link_codes: dict[str, LinkCode] = {}  # page_id -> its current code
             self.old_codes: dict[str, str] = {}  # replaced/expired code -> phone (to say "expired")
 
@@ -248,6 +253,13 @@ class SimState:
         """Pages loaded from now on lack these ``window.require`` modules (a site update)."""
         with self._lock:
             self.missing_modules = [str(n) for n in names]
+
+    def set_key_mode(self, mode: str) -> None:
+        """How pages loaded from now on make their login key: ``import`` (the site) or ``generate``."""
+        if mode not in KEY_MODES:
+            raise SimError(400, f"key mode must be one of {', '.join(KEY_MODES)}")
+        with self._lock:
+            self.key_mode = mode
 
     def set_clock(self, scale: float) -> None:
         with self._lock:
@@ -269,6 +281,7 @@ class SimState:
                 "clock_scale": self.clock.scale,
                 "offline": self.offline,
                 "missing_modules": list(self.missing_modules),
+                "key_mode": self.key_mode,
                 "pairings": pairings,
                 "devices": [d.public() for d in self.devices.values()],
                 "link_codes": [

@@ -206,14 +206,27 @@
     );
   }
 
-  async function storeLogin(device) {
+  /** The login key: imported from random bytes like the site, or (key mode "generate") never raw. */
+  async function newLoginKey() {
+    if (boot.keyMode === "generate") {
+      return crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+    }
     const raw = rand(32);
     const baseKey = await crypto.subtle.importKey("raw", raw, "HKDF", false, ["deriveKey"]);
     raw.fill(0);
+    return baseKey;
+  }
+
+  /** The AES key of the stored secrets: derived from an HKDF key, or the generated AES key itself. */
+  const secretsKey = (baseKey, salt) =>
+    baseKey.algorithm.name === "AES-GCM" ? Promise.resolve(baseKey) : deriveAes(baseKey, salt);
+
+  async function storeLogin(device) {
+    const baseKey = await newLoginKey();
     await idbPut(ENC_DB, "keys", "enc", baseKey);
     const salt = rand(16);
     const iv = rand(12);
-    const aes = await deriveAes(baseKey, salt);
+    const aes = await secretsKey(baseKey, salt);
     const secrets = JSON.stringify({ device_id: device.device_id, token: device.token });
     const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, utf8(secrets)));
     localStorage.setItem(LS.salt, b64(salt));
@@ -226,13 +239,13 @@
   /** Decrypt the stored secrets; throws if anything is missing or wrong. */
   async function loadLogin() {
     const baseKey = await idbGet(ENC_DB, "keys", "enc");
-    if (!(baseKey instanceof CryptoKey) || baseKey.algorithm.name !== "HKDF") {
+    if (!(baseKey instanceof CryptoKey) || !["HKDF", "AES-GCM"].includes(baseKey.algorithm.name)) {
       throw new Error("stored key is not a CryptoKey");
     }
     const box = JSON.parse(localStorage.getItem(LS.secrets) || "null");
     const salt = localStorage.getItem(LS.salt);
     if (!box || !salt) throw new Error("no stored secrets");
-    const aes = await deriveAes(baseKey, b64d(salt));
+    const aes = await secretsKey(baseKey, b64d(salt));
     const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: b64d(box.iv) }, aes, b64d(box.ct));
     const secrets = JSON.parse(new TextDecoder().decode(plain));
     const deviceId = await idbGet(USER_DB, "user", "device");
