@@ -73,6 +73,15 @@ class _Mode:
         s.recorder = KeyRecorder.from_records(login_state.keys_of(blob, self.secret()))
         return tmp
 
+    def unpack_portable(self, s: _Session, blob: bytes) -> dict[str, Any]:
+        """The login state of a portable archive; the recorder is seeded from its keys."""
+        state = login_state.unpack_portable(blob, self.secret())
+        try:
+            s.recorder = KeyRecorder.from_records(state.get("keys") or [])
+        except NotPortable as exc:
+            raise LoginStateError(f"stored login state is malformed: {exc}") from None
+        return state
+
     def validate(self, blob: bytes) -> None:
         """Raise ``LoginStateError`` unless ``blob`` is a sound archive of either kind."""
         login_state.verify(blob, self.secret())
@@ -102,7 +111,7 @@ class ProfileMode(_Mode):
         fresh profile at launch; from then on the profile persists it.
         """
         if self.kind_of(blob) == "portable":
-            s.pending_state = login_state.unpack_portable(blob, self.secret())
+            s.pending_state = self.unpack_portable(s, blob)
             await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
             s.profile_dir.mkdir(parents=True, exist_ok=True)
             log.info("session %s: portable login state to restore into a fresh profile", s.session_id)
@@ -117,12 +126,13 @@ class ProfileMode(_Mode):
         """Open the site; a pending portable state is restored once, then the profile keeps it."""
         if s.pending_state is None and not s.recorder.records():
             s.recorder = await asyncio.to_thread(self._read_keys, s)
-        state, s.pending_state = s.pending_state, None
-        return await self.open_page(s, ctx, state)
+        page = await self.open_page(s, ctx, s.pending_state)
+        s.pending_state = None  # restored once: the profile keeps it from now on
+        return page
 
     async def snapshot(self, s: _Session) -> bytes:
         """The profile folder's login storage, with the recorded key material."""
-        await self.m._wait_storage_quiet(s.session_id)
+        await asyncio.to_thread(self._write_keys, s)
         return await asyncio.to_thread(login_state.pack, s.profile_dir, self.secret(), s.recorder.records())
 
     def reusable(self, s: _Session, tag: str | None) -> bool:
@@ -168,7 +178,7 @@ class SharedMode(_Mode):
         persistent profile with its recorded keys, dumped, and closed.
         """
         if self.kind_of(blob) == "portable":
-            s.latest_dump = login_state.unpack_portable(blob, self.secret())
+            s.latest_dump = self.unpack_portable(s, blob)
             return
         tmp = await self.unpack_profile(s, blob)
         try:
