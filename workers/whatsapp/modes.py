@@ -116,9 +116,12 @@ class ProfileMode(_Mode):
             s.profile_dir.mkdir(parents=True, exist_ok=True)
             log.info("session %s: portable login state to restore into a fresh profile", s.session_id)
             return
-        tmp = await self.unpack_profile(s, blob)
+        await self.adopt(s, await self.unpack_profile(s, blob))
+
+    async def adopt(self, s: _Session, folder: Path) -> None:
+        """Make the unpacked ``folder`` the session's profile folder."""
         await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
-        os.replace(tmp, s.profile_dir)
+        os.replace(folder, s.profile_dir)
         await asyncio.to_thread(self._write_keys, s)
         log.info("session %s: login state restored into a fresh profile", s.session_id)
 
@@ -183,9 +186,14 @@ class SharedMode(_Mode):
         tmp = await self.unpack_profile(s, blob)
         try:
             s.latest_dump = await self._dump_profile(s, tmp)
+            log.info("session %s: profile login state converted for shared mode", s.session_id)
+        except NotPortable as exc:
+            # Linked before keys were recorded, or a key that was never imported: this
+            # session stays in profile mode on this worker, from the same archive.
+            self.m._not_portable(s, str(exc))
+            await self.m._profile.adopt(s, tmp)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
-        log.info("session %s: profile login state converted for shared mode", s.session_id)
 
     async def _dump_profile(self, s: _Session, folder: Path) -> dict[str, Any]:
         ctx = await self.m.runtime.launch_profile(folder)
@@ -194,8 +202,6 @@ class SharedMode(_Mode):
             page = await self.open_page(s, ctx, None)
             await _wait_main_screen(page)
             return await portable.dump(page, s.recorder)
-        except NotPortable as exc:
-            raise LoginStateError(f"cannot run in shared mode: {exc}") from None
         finally:
             await asyncio.wait_for(ctx.close(), 15)
 
