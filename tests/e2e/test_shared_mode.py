@@ -124,7 +124,7 @@ def test_two_sessions_share_one_browser(manager, pair, sessions_dir):
     assert len(_shared_browsers(sessions_dir)) == 1
     assert not any((sessions_dir / sid).exists() for sid, _, _ in pair)  # no profile folders
     for _, _, blob in pair:
-        assert login_state.kind_of(blob, [SECRET]) == "portable"
+        assert login_state.kind_of(blob) == "portable"
 
 
 def test_isolation_of_storage_and_bindings(manager, pair, events):
@@ -202,7 +202,7 @@ def test_profile_to_shared_to_profile_without_scan(manager, profile_manager, sim
     phone = "5511988880005"
     link(profile_manager, control, events, "m1", phone)
     profile_blob = profile_manager.snapshot("m1")
-    assert login_state.kind_of(profile_blob, [SECRET]) == "profile"
+    assert login_state.kind_of(profile_blob) == "profile"
     profile_manager.stop("m1")
     # profile -> shared: converted once through a throwaway persistent profile.
     mark = events.mark()
@@ -210,7 +210,7 @@ def test_profile_to_shared_to_profile_without_scan(manager, profile_manager, sim
     assert events.wait_for("m1", "ready", mark, timeout=90)["phone_number"] == phone
     assert "qr" not in _since(events, "m1", mark)
     portable_blob = manager.snapshot("m1")
-    assert login_state.kind_of(portable_blob, [SECRET]) == "portable"
+    assert login_state.kind_of(portable_blob) == "portable"
     manager.stop("m1")
     # shared -> profile: restored once into a fresh profile, which then keeps it.
     profile_manager.remove_local("m1")

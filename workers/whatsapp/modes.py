@@ -16,7 +16,6 @@ so a session moves between workers of different modes with no scan.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -40,8 +39,6 @@ log = logging.getLogger(__name__)
 
 # Written into a profile folder: the tag (owner epoch) it was last launched under.
 PROFILE_TAG_FILE = ".zaphub-profile-tag"
-# Written into a profile folder restored from an archive: the key records it carried.
-PROFILE_KEYS_FILE = ".zaphub-keys.json"
 
 
 class _Mode:
@@ -60,26 +57,23 @@ class _Mode:
 
     def kind_of(self, blob: bytes) -> str:
         """``"profile"`` or ``"portable"`` (raises ``LoginStateError`` for a corrupt archive)."""
-        return login_state.kind_of(blob, self.secret())
+        return login_state.kind_of(blob)
 
     async def unpack_profile(self, s: _Session, blob: bytes) -> Path:
         """Unpack a profile archive into a new temp folder; the recorder is seeded from its keys."""
         tmp = self.m.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
         try:
-            await asyncio.to_thread(login_state.unpack, blob, tmp, self.secret())
+            _, keys = await asyncio.to_thread(login_state.unpack_with_keys, blob, tmp, self.secret())
+            s.recorder = _recorder(keys)
         except LoginStateError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        s.recorder = KeyRecorder.from_records(login_state.keys_of(blob, self.secret()))
         return tmp
 
     def unpack_portable(self, s: _Session, blob: bytes) -> dict[str, Any]:
         """The login state of a portable archive; the recorder is seeded from its keys."""
         state = login_state.unpack_portable(blob, self.secret())
-        try:
-            s.recorder = KeyRecorder.from_records(state.get("keys") or [])
-        except NotPortable as exc:
-            raise LoginStateError(f"stored login state is malformed: {exc}") from None
+        s.recorder = _recorder(state.get("keys") or [])
         return state
 
     def validate(self, blob: bytes) -> None:
@@ -122,20 +116,16 @@ class ProfileMode(_Mode):
         """Make the unpacked ``folder`` the session's profile folder."""
         await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
         os.replace(folder, s.profile_dir)
-        await asyncio.to_thread(self._write_keys, s)
         log.info("session %s: login state restored into a fresh profile", s.session_id)
 
     async def load(self, s: _Session, ctx: BrowserContext) -> Page:
         """Open the site; a pending portable state is restored once, then the profile keeps it."""
-        if s.pending_state is None and not s.recorder.records():
-            s.recorder = await asyncio.to_thread(self._read_keys, s)
         page = await self.open_page(s, ctx, s.pending_state)
         s.pending_state = None  # restored once: the profile keeps it from now on
         return page
 
     async def snapshot(self, s: _Session) -> bytes:
         """The profile folder's login storage, with the recorded key material."""
-        await asyncio.to_thread(self._write_keys, s)
         return await asyncio.to_thread(login_state.pack, s.profile_dir, self.secret(), s.recorder.records())
 
     def reusable(self, s: _Session, tag: str | None) -> bool:
@@ -154,15 +144,18 @@ class ProfileMode(_Mode):
                 break
             await asyncio.sleep(0.1)
 
-    def _write_keys(self, s: _Session) -> None:
-        # A reused profile is launched with no archive at hand: its keys stay beside it.
-        (s.profile_dir / PROFILE_KEYS_FILE).write_text(json.dumps(s.recorder.records()))
+    async def reuse(self, s: _Session, blob: bytes | None) -> None:
+        """The live profile folder is reused: seed the recorder from the stored archive's keys.
 
-    def _read_keys(self, s: _Session) -> KeyRecorder:
+        A profile keeps its key in IndexedDB but never shows it again; the archive (stored
+        by this or another worker) is where its recorded material lives across processes.
+        """
+        if s.recorder.records() or blob is None or self.kind_of(blob) != "profile":
+            return
         try:
-            return KeyRecorder.from_records(json.loads((s.profile_dir / PROFILE_KEYS_FILE).read_text()))
-        except (OSError, ValueError):
-            return s.recorder
+            s.recorder = _recorder(await asyncio.to_thread(login_state.read_keys, blob, self.secret()))
+        except LoginStateError as exc:  # the profile itself is fine: only portability suffers
+            log.warning("session %s: stored key records unreadable: %s", s.session_id, exc)
 
 
 class SharedMode(_Mode):
@@ -222,8 +215,19 @@ class SharedMode(_Mode):
         """A shared context keeps nothing on disk; only an in-memory dump taken under ``tag`` counts."""
         return tag is not None and s.latest_dump is not None and s.tag == tag
 
+    async def reuse(self, s: _Session, blob: bytes | None) -> None:
+        """The latest dump in memory is used as it is."""
+
     async def closed(self, s: _Session) -> None:
         """Nothing to wait for: the shared browser goes on serving the others."""
+
+
+def _recorder(records: list[dict]) -> KeyRecorder:
+    """A recorder seeded from stored key records (``LoginStateError`` if they are malformed)."""
+    try:
+        return KeyRecorder.from_records(records)
+    except NotPortable as exc:
+        raise LoginStateError(f"stored key records are malformed: {exc}") from None
 
 
 async def _wait_main_screen(page: Page, timeout: float = wa.NAVIGATION_TIMEOUT) -> None:

@@ -480,6 +480,7 @@ class SessionManager:
         restoring = False
         if self._mode(s).reusable(s, tag):
             log.info("session %s: reusing its live %s state", s.session_id, self._mode(s).name)
+            await self._mode(s).reuse(s, blob)
         elif blob is not None:
             try:
                 await self._restore(s, blob)
