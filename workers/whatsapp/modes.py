@@ -80,6 +80,21 @@ class _Mode:
         """Raise ``LoginStateError`` unless ``blob`` is a sound archive of either kind."""
         login_state.verify(blob, self.secret())
 
+    async def persistent(self, folder: Path) -> BrowserContext:
+        """A Chromium on the profile ``folder``, with no page yet.
+
+        Chromium opens a first page by itself; the key capture must be installed before
+        any page exists, so that one goes (the context stays open with no page).
+        """
+        ctx = await self.m.runtime.launch_profile(folder)
+        try:
+            for page in ctx.pages:
+                await page.close()
+        except BaseException:
+            await ctx.close()
+            raise
+        return ctx
+
     async def open_page(self, s: _Session, ctx: BrowserContext, state: dict[str, Any] | None) -> Page:
         """Load the site in ``ctx``: through the portable bootstrap when ``state`` is given."""
         if state is not None:
@@ -96,7 +111,7 @@ class ProfileMode(_Mode):
 
     async def open(self, s: _Session) -> BrowserContext:
         """Launch the session's own Chromium on its profile folder."""
-        return await self.m.runtime.launch_profile(s.profile_dir)
+        return await self.persistent(s.profile_dir)
 
     async def prepare(self, s: _Session, blob: bytes) -> None:
         """Rebuild the profile folder from ``blob`` (a bad archive never destroys the folder).
@@ -189,7 +204,7 @@ class SharedMode(_Mode):
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     async def _dump_profile(self, s: _Session, folder: Path) -> dict[str, Any]:
-        ctx = await self.m.runtime.launch_profile(folder)
+        ctx = await self.persistent(folder)
         try:
             await portable.install_capture(ctx, s.recorder)
             page = await self.open_page(s, ctx, None)
