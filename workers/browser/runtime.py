@@ -265,6 +265,10 @@ class BrowserRuntime:
             "handle_sigint": False,
             "handle_sigterm": False,
             "handle_sighup": False,
+            # The worker's own environment, not the driver's (whose TMPDIR may point into the
+            # sessions folder, see _driver_tmpdir): Chromium's sockets live in TMPDIR, and a
+            # deep path is too long for them.
+            "env": dict(os.environ),
         }
 
     def _track(self, ctx: BrowserContext) -> None:

@@ -1,0 +1,86 @@
+"""BROWSER_MODE=shared through the real stack: API → Redis → worker processes → Chromium → simulator.
+
+The same promises as profile mode (link, restart and failover with no scan, a corrupt
+state is an ERROR), plus moving a session between workers of different modes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from shared.models import WhatsappSession
+from shared.uow import UnitOfWork
+from tests.e2e.stack import wait_until
+from tests.e2e.test_session_life import PHONE, link_session
+
+SHARED = {"BROWSER_MODE": "shared"}
+
+
+def _move_to(api, worker_id: str) -> None:
+    """Wait until only ``worker_id`` is alive, then let sync place the orphaned session there."""
+    wait_until(
+        lambda: api.call("get", "/health").get_json()["workers"] == [worker_id],
+        30,
+        message="the old lease to end",
+    )
+    sync = api.call("post", "/session/sync", 202).get_json()
+    api.wait_job(sync["id"])
+
+
+def _shared_only(worker) -> bool:
+    """All of the worker's browsers are shared ones (no profile folder of a session)."""
+    return all(".shared-browsers" in folder for folder in worker.browsers().values())
+
+
+def test_shared_worker_links_restarts_and_fails_over_without_a_scan(api, sim, start_worker):
+    first = start_worker("w1", env=SHARED)
+    session = link_session(api, sim, "vendas")
+    devices = len(sim.state()["devices"])
+    assert len(first.browsers()) == 1 and _shared_only(first)
+    assert not (first.sessions_dir / session["id"]).exists()
+
+    restart = api.call("post", "/session/vendas/restart", 202).get_json()
+    assert api.wait_job(restart["job"]["id"])["status"] == "succeeded"
+    api.wait_status("vendas", "CONNECTED", phone_number=PHONE)
+
+    first.kill()  # no goodbye: the stored portable state is all there is
+    second = start_worker("w2", env=SHARED)
+    _move_to(api, "w2")
+    moved = api.wait_status("vendas", "CONNECTED", worker_id="w2", timeout=90)
+    assert moved["phone_number"] == PHONE
+    assert len(sim.state()["devices"]) == devices  # never scanned again
+    assert second.browsers() and _shared_only(second)
+
+
+def test_corrupt_stored_state_in_shared_mode_is_an_error(api, sim, start_worker, settings):
+    first = start_worker("w1", env=SHARED)
+    session = link_session(api, sim, "vendas")
+    with UnitOfWork(settings) as uow:
+        row = uow.db.scalar(select(WhatsappSession).where(WhatsappSession.id == session["id"]))
+        row.auth_state = row.auth_state[:-40] + b"x" * 40
+        uow.commit()
+    first.kill()
+    second = start_worker("w2", env=SHARED)
+    _move_to(api, "w2")
+    failed = api.wait_status("vendas", "ERROR")
+    assert "checksum" in failed["last_error"] and failed["worker_id"] == "w2"
+    assert second.browsers() == {}
+
+
+def test_a_session_moves_profile_to_shared_to_profile_without_a_scan(api, sim, start_worker):
+    profile = start_worker("w1")
+    link_session(api, sim, "vendas")
+    devices = len(sim.state()["devices"])
+
+    profile.terminate()  # a planned switch: the login state is saved first
+    shared = start_worker("w2", env=SHARED)
+    _move_to(api, "w2")
+    api.wait_status("vendas", "CONNECTED", worker_id="w2", phone_number=PHONE, timeout=90)
+    assert shared.browsers() and _shared_only(shared)
+
+    shared.terminate()
+    back = start_worker("w3")
+    _move_to(api, "w3")
+    api.wait_status("vendas", "CONNECTED", worker_id="w3", phone_number=PHONE, timeout=90)
+    assert [folder.rsplit("/", 1)[-1] for folder in back.browsers().values()] == [api.session("vendas")["id"]]
+    assert len(sim.state()["devices"]) == devices
