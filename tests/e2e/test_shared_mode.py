@@ -242,3 +242,15 @@ def test_generated_key_is_refused_and_falls_back_to_profile(manager, simulator, 
     manager.restart("g1")
     events.wait_for("g1", "qr", mark, timeout=60)  # nothing portable was stored: a new scan
     assert manager.browser_pid("g1") is not None
+
+
+def test_storage_writes_make_one_debounced_snapshot_event(manager, pair, events):
+    sid = pair[1][0]
+    s = manager._sessions[sid]
+    mark = events.mark()
+    for _ in range(3):  # a burst of writes, as the driver's hook reports them
+        manager.runtime.loop.call_soon_threadsafe(manager._storage_written, s)
+    events.wait_for(sid, "storage_written", mark, timeout=10)
+    time.sleep(1.5)  # any second event of the same burst would be due by now
+    manager.flush_events()
+    assert _since(events, sid, mark).count("storage_written") == 1
