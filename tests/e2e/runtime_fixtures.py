@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from tests.simulator import SimulatorControl
+import pytest
+
+from tests.simulator import SimulatorControl, SimulatorServer
+from workers.browser import BrowserRuntime
 from workers.whatsapp.sessions import SessionManager
 
 SECRET = "e2e-login-state-secret"
 CLOCK_SCALE = 10.0  # first ref 6 s, later refs 2 s
+
+
+@pytest.fixture(scope="module", name="simulator")
+def module_simulator() -> Iterator[tuple[SimulatorServer, SimulatorControl]]:
+    """A simulator for the module's tests, its clock sped up by :data:`CLOCK_SCALE`."""
+    server = SimulatorServer(port=0, clock_scale=CLOCK_SCALE).start()
+    control = SimulatorControl(server.url)
+    control.clock(CLOCK_SCALE)
+    try:
+        yield server, control
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def started_runtime(**options: Any) -> Iterator[BrowserRuntime]:
+    """A started browser runtime (``BrowserRuntime(**options)``), stopped afterwards."""
+    rt = BrowserRuntime(**options)
+    rt.start()
+    try:
+        yield rt
+    finally:
+        rt.stop(timeout=30)
 
 
 class EventLog:
@@ -98,3 +125,9 @@ def link(
     control.scan(qr["qr"], phone=phone, push_name=push_name)
     events.wait_for(sid, "authenticated", mark)
     return events.wait_for(sid, "ready", mark)
+
+
+@pytest.fixture(scope="module", name="events")
+def module_events() -> EventLog:
+    """The module's event log (every manager of the module reports into it)."""
+    return EventLog()

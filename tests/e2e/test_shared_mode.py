@@ -16,9 +16,14 @@ import pytest
 
 from shared import login_state
 from shared.login_state import LoginStateError
-from tests.e2e.runtime_fixtures import CLOCK_SCALE, SECRET, EventLog, link
+from tests.e2e.runtime_fixtures import (  # noqa: F401 - fixtures
+    SECRET,
+    link,
+    module_events,
+    module_simulator,
+    started_runtime,
+)
 from tests.e2e.stack import browser_pids
-from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser import BrowserRuntime
 from workers.whatsapp import messaging
 from workers.whatsapp.sessions import SessionManager
@@ -30,34 +35,16 @@ WID_JS = "() => localStorage.getItem('last-wid-md')"
 
 
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[tuple[SimulatorServer, SimulatorControl]]:
-    server = SimulatorServer(port=0, clock_scale=CLOCK_SCALE).start()
-    control = SimulatorControl(server.url)
-    control.clock(CLOCK_SCALE)
-    try:
-        yield server, control
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def sessions_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("sessions")
 
 
 @pytest.fixture(scope="module")
 def runtime(sessions_dir) -> Iterator[BrowserRuntime]:
-    rt = BrowserRuntime(sessions_per_browser=PER_BROWSER, shared_dir=sessions_dir / ".shared-browsers")
-    rt.start()
-    try:
+    with started_runtime(
+        sessions_per_browser=PER_BROWSER, shared_dir=sessions_dir / ".shared-browsers"
+    ) as rt:
         yield rt
-    finally:
-        rt.stop(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def events() -> EventLog:
-    return EventLog()
 
 
 def _manager(runtime, url, events, sessions_dir, mode: str) -> SessionManager:
@@ -96,7 +83,7 @@ def _shared_browsers(sessions_dir) -> dict[int, str]:
     return browser_pids(sessions_dir / ".shared-browsers")
 
 
-def _since(events: EventLog, sid: str, mark: int) -> list[str]:
+def _since(events, sid: str, mark: int) -> list[str]:
     return [n for s, n, _ in events.items[mark:] if s == sid]
 
 

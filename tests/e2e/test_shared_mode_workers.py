@@ -1,15 +1,12 @@
 """BROWSER_MODE=shared through the real stack: API → Redis → worker processes → Chromium → simulator.
 
-The same promises as profile mode (link, restart and failover with no scan, a corrupt
-state is an ERROR), plus moving a session between workers of different modes.
+The same promises as profile mode (link, restart and failover with no scan; a corrupt
+state is an ERROR in both modes: tests/e2e/test_faults.py), plus moving a session between
+workers of different modes.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from shared.models import WhatsappSession
-from shared.uow import UnitOfWork
 from tests.e2e.stack import wait_until
 from tests.e2e.test_session_life import PHONE, link_session
 
@@ -50,21 +47,6 @@ def test_shared_worker_links_restarts_and_fails_over_without_a_scan(api, sim, st
     assert moved["phone_number"] == PHONE
     assert len(sim.state()["devices"]) == devices  # never scanned again
     assert second.browsers() and _shared_only(second)
-
-
-def test_corrupt_stored_state_in_shared_mode_is_an_error(api, sim, start_worker, settings):
-    first = start_worker("w1", env=SHARED)
-    session = link_session(api, sim, "vendas")
-    with UnitOfWork(settings) as uow:
-        row = uow.db.scalar(select(WhatsappSession).where(WhatsappSession.id == session["id"]))
-        row.auth_state = row.auth_state[:-40] + b"x" * 40
-        uow.commit()
-    first.kill()
-    second = start_worker("w2", env=SHARED)
-    _move_to(api, "w2")
-    failed = api.wait_status("vendas", "ERROR")
-    assert "checksum" in failed["last_error"] and failed["worker_id"] == "w2"
-    assert second.browsers() == {}
 
 
 def test_a_session_moves_profile_to_shared_to_profile_without_a_scan(api, sim, start_worker):
