@@ -9,8 +9,19 @@ Events go to ``on_event(session_id, name, payload)`` from ONE dispatcher thread 
 a queue (never from the loop thread: the callback does blocking DB writes, and order
 must be preserved).
 
+Browser modes (``workers.whatsapp.modes``): in profile mode each session runs its own
+Chromium on a persistent profile folder; in shared mode each session is a non-persistent
+context in a shared Chromium (``BrowserRuntime.pool``) and its login moves as data. Both
+install the key capture (``portable.install_capture``) before the first page, so every
+stored login state carries the session's key material and either mode can start from
+either kind of archive. In shared mode :meth:`SessionManager._storage_written` (the
+driver's storage-write hook) schedules a debounced ``storage_written`` event, on which
+the worker stores a fresh snapshot.
+
 Crash recovery: an unexpected close of a context (Chromium killed, page crashed)
-relaunches it from the same profile folder, emitting ``connecting`` then, via the
+relaunches it - from the same profile folder, or in shared mode from the session's latest
+dump kept in memory (a killed shared Chromium closes every context of its group, and
+each comes back this way) - emitting ``connecting`` then, via the
 driver, ``authenticated``/``ready``. No ``disconnected`` is emitted for a crash that
 is being recovered (the status goes straight to CONNECTING). After
 ``crash_restart_limit`` consecutive failed attempts the manager emits
