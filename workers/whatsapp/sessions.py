@@ -568,6 +568,7 @@ class SessionManager:
         async with self._lock(s.session_id):
             if s.context is ctx:
                 s.wanted = False
+                s.latest_dump = None  # the next start takes the stored state, if one is left
                 s.watcher = None  # we are the watcher; don't cancel ourselves
                 await self._close_context(s)
 
