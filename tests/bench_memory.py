@@ -23,8 +23,10 @@ from functools import partial
 from pathlib import Path
 
 from playwright.async_api import async_playwright
+from sqlalchemy import update
 
 from api import create_app
+from shared.models import WhatsappSession
 from shared.services import accounts
 from shared.uow import UnitOfWork
 from tests.e2e.stack import WorkerProcess, browser_pids, wait_until
@@ -87,6 +89,10 @@ def _worker_slope(database_url: str, root: Path, mode: str, run: int, simulator_
     finally:
         worker.terminate()
         worker.kill()
+        # The next design's worker must start empty: nothing of this run is restored there.
+        with UnitOfWork(settings) as uow:
+            uow.db.execute(update(WhatsappSession).values(is_active=False))
+            uow.commit()
     return (high - low) / (HIGH - LOW)
 
 
@@ -133,6 +139,8 @@ def bench_memory(database_url: str, root: Path) -> None:
             slopes["baseline"].append(asyncio.run(_baseline_slope(root, run, simulator.url)))
             for mode in ("shared", "profile"):
                 slopes[mode].append(_worker_slope(database_url, root, mode, run, simulator.url))
+            each = ", ".join(f"{name} {values[-1]:.1f}" for name, values in slopes.items())
+            print(f"  run {run + 1}: {each} MiB per session", flush=True)
     base = statistics.median(slopes["baseline"])
     labels = {
         "baseline": "one persistent context per session (plain Playwright)",
