@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Written into a profile folder: the tag (owner epoch) it was last launched under.
 PROFILE_TAG_FILE = ".zaphub-profile-tag"
+# Under the sessions folder: profile archives being converted for shared mode.
+CONVERSIONS_DIR = ".converting"
 
 
 class _Mode:
@@ -59,9 +61,9 @@ class _Mode:
         """``"profile"`` or ``"portable"`` (raises ``LoginStateError`` for a corrupt archive)."""
         return login_state.kind_of(blob)
 
-    async def unpack_profile(self, s: _Session, blob: bytes) -> Path:
+    async def unpack_profile(self, s: _Session, blob: bytes, within: Path | None = None) -> Path:
         """Unpack a profile archive into a new temp folder; the recorder is seeded from its keys."""
-        tmp = self.m.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
+        tmp = (within or self.m.sessions_dir) / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
         try:
             _, keys = await asyncio.to_thread(login_state.unpack_with_keys, blob, tmp, self.secret())
             s.recorder = _recorder(keys)
@@ -191,7 +193,9 @@ class SharedMode(_Mode):
         if self.kind_of(blob) == "portable":
             s.latest_dump = self.unpack_portable(s, blob)
             return
-        tmp = await self.unpack_profile(s, blob)
+        # Not directly in the sessions folder: a Chromium runs on it for a moment, and a
+        # cleanup takes a browser on a folder there that is no session's for a leftover.
+        tmp = await self.unpack_profile(s, blob, within=self.m.sessions_dir / CONVERSIONS_DIR)
         try:
             s.latest_dump = await self._dump_profile(s, tmp)
             log.info("session %s: profile login state converted for shared mode", s.session_id)
