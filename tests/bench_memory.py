@@ -46,19 +46,34 @@ def _pss_mib(pids: set[int]) -> float:
     return pss_mib(pids)
 
 
-def _worker_slope(database_url: str, root: Path, mode: str, run: int, simulator_url: str) -> float:
-    """Slope of one real ZapHub worker in ``mode``, sessions linked through the API."""
+# ZapHub designs: name → the worker's settings. With 10 sessions per shared Chromium the
+# 10→20 slope includes launching the second browser; with 20 it is one browser throughout.
+DESIGNS: dict[str, dict[str, str]] = {
+    "shared": {"BROWSER_MODE": "shared"},
+    "shared20": {"BROWSER_MODE": "shared", "BROWSER_SESSIONS_PER_PROCESS": str(HIGH)},
+    "profile": {"BROWSER_MODE": "profile"},
+}
+LABELS = {
+    "baseline": "one persistent context per session (plain Playwright)",
+    "shared": "ZapHub BROWSER_MODE=shared (10 per Chromium, default)",
+    "shared20": "ZapHub BROWSER_MODE=shared (20 per Chromium)",
+    "profile": "ZapHub BROWSER_MODE=profile",
+}
+
+
+def _worker_slope(database_url: str, root: Path, design: str, run: int, simulator_url: str) -> float:
+    """Slope of one real ZapHub worker of ``design``, sessions linked through the API."""
     from tests.bench import live_settings, status_is
 
     settings = live_settings(database_url)
-    company = f"mem{mode}{run}"
+    company = f"mem{design}{run}"
     accounts.create_company(UnitOfWork(settings), company)
     _, token = accounts.create_user(UnitOfWork(settings), company, f"m@{company}.io", "admin")
     headers = {"Authorization": f"Bearer {token}"}
     client = create_app(settings).test_client()
     sim = SimulatorControl(simulator_url)
-    env = {"BROWSER_MODE": mode, "WORKER_CAPACITY": str(HIGH + 5)}
-    worker = WorkerProcess(f"mem-{mode}-{run}", settings, simulator_url, root, capacity=HIGH + 5, env=env)
+    env = {**DESIGNS[design], "WORKER_CAPACITY": str(HIGH + 5)}
+    worker = WorkerProcess(f"mem-{design}-{run}", settings, simulator_url, root, capacity=HIGH + 5, env=env)
     worker.start()
 
     def row(name: str) -> dict:
@@ -72,7 +87,7 @@ def _worker_slope(database_url: str, root: Path, mode: str, run: int, simulator_
             for index, name in enumerate(chosen, start=first + batch):
                 wait_until(partial(status_is, row, name, "QRCODE"), 120)
                 qr = client.get(f"/session/{name}/qr", headers=headers).get_json()["qr_code"]
-                sim.scan(qr, phone=f"5511{run}{'sp'.index(mode[0])}{index:06d}")
+                sim.scan(qr, phone=f"5511{run}{list(DESIGNS).index(design)}{index:06d}")
             for name in chosen:
                 wait_until(partial(status_is, row, name, "CONNECTED"), 120)
 
@@ -131,27 +146,25 @@ async def _baseline_slope(root: Path, run: int, simulator_url: str) -> float:
 
 
 def bench_memory(database_url: str, root: Path) -> None:
-    """Print the 10→20 slope of each design (min / median over the runs) with its ratio to the baseline."""
+    """Print the 10→20 slope of each design (min / median over the runs) with its ratio to the baseline.
+
+    ``BENCH_MEMORY_DESIGNS`` (comma-separated, default all) picks the ZapHub designs.
+    """
     runs = int(os.environ.get("BENCH_MEMORY_RUNS", "1"))
-    slopes: dict[str, list[float]] = {"baseline": [], "shared": [], "profile": []}
+    chosen = [d for d in os.environ.get("BENCH_MEMORY_DESIGNS", ",".join(DESIGNS)).split(",") if d]
+    slopes: dict[str, list[float]] = {"baseline": [], **{design: [] for design in chosen}}
     with SimulatorServer() as simulator:
         for run in range(runs):
             slopes["baseline"].append(asyncio.run(_baseline_slope(root, run, simulator.url)))
-            for mode in ("shared", "profile"):
-                slopes[mode].append(_worker_slope(database_url, root, mode, run, simulator.url))
+            for design in chosen:
+                slopes[design].append(_worker_slope(database_url, root, design, run, simulator.url))
             each = ", ".join(f"{name} {values[-1]:.1f}" for name, values in slopes.items())
             print(f"  run {run + 1}: {each} MiB per session", flush=True)
     base = statistics.median(slopes["baseline"])
-    labels = {
-        "baseline": "one persistent context per session (plain Playwright)",
-        "shared": "ZapHub BROWSER_MODE=shared",
-        "profile": "ZapHub BROWSER_MODE=profile",
-    }
     print(f"  extra memory per connected session, {LOW}→{HIGH} slope, PSS, {runs} run(s): min / median")
-    for name in ("baseline", "shared", "profile"):
-        values = slopes[name]
+    for name, values in slopes.items():
         median = statistics.median(values)
         print(
-            f"  {labels[name]:<55} {min(values):6.1f} / {median:6.1f} MiB   "
+            f"  {LABELS[name]:<55} {min(values):6.1f} / {median:6.1f} MiB   "
             f"ratio to baseline {median / base:4.2f}x"
         )
