@@ -241,3 +241,19 @@ def test_storage_writes_make_one_debounced_snapshot_event(manager, pair, events)
     time.sleep(1.5)  # any second event of the same burst would be due by now
     manager.flush_events()
     assert _since(events, sid, mark).count("storage_written") == 1
+
+
+def test_profile_linked_before_key_capture_stays_in_profile_mode(manager, profile_manager, simulator, events):
+    _, control = simulator
+    phone = "5511988880009"
+    link(profile_manager, control, events, "old1", phone)
+    profile_manager.stop("old1")
+    # An archive as the version before key capture made them: storage only, no key records.
+    blob = login_state.pack(profile_manager.profile_dir("old1"), [SECRET])
+    assert login_state.read_keys(blob, [SECRET]) == []
+    mark = events.mark()
+    manager.start("old1", login_state=blob)
+    assert "no recorded material" in events.wait_for("old1", "not_portable", mark, timeout=60)["reason"]
+    assert events.wait_for("old1", "ready", mark, timeout=60)["phone_number"] == phone
+    assert "qr" not in _since(events, "old1", mark)
+    assert manager.browser_pid("old1") is not None  # a persistent profile of its own
