@@ -13,11 +13,12 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from shared import login_state
 from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser.runtime import CHROMIUM_ARGS, find_chromium
 from workers.whatsapp.portable import KeyRecorder, NotPortable, dump, install_capture, restore
@@ -30,20 +31,18 @@ MAIN = "#pane-side div[aria-label='Chat list'][role='grid']"
 PHONE = "5511999990001"
 OTHER_PHONE = "5511999990002"
 WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as srv:
-        yield srv
+SECRETS = ["portable-e2e-secret"]
 
 
 @pytest.fixture()
-def control(server: SimulatorServer) -> SimulatorControl:
-    ctl = SimulatorControl(server.url)
-    ctl.reset()
-    ctl.clock(5.0)
-    return ctl
+def server(simulator_server: SimulatorServer) -> SimulatorServer:
+    return simulator_server
+
+
+@pytest.fixture()
+def control(sim: SimulatorControl) -> SimulatorControl:
+    """The fake phone of a freshly reset simulator (``tests/e2e/conftest.py``)."""
+    return sim
 
 
 def run(scenario: Callable[[Callable[[], Awaitable[Browser]]], Awaitable[None]]) -> None:
@@ -115,6 +114,10 @@ def test_restore_in_a_fresh_browser_twice_without_a_scan(server, control: Simula
     async def scenario(launch) -> None:
         state, wid = await linked_state(launch, control, server.url)
         assert json.loads(json.dumps(state)) == state  # JSON-able as it is
+        # Stored the way a worker stores it: encrypted, checksummed, then read back.
+        blob = login_state.pack_portable(state, SECRETS)
+        assert base64.b64decode(state["keys"][0]["keyData"]) not in blob
+        state = login_state.unpack_portable(blob, SECRETS)
         assert [db["name"] for db in state["indexedDB"]] == ["wawc", "wawc_db_enc"]
         assert len(state["keys"]) == 1 and state["keys"][0]["algorithm"] == "HKDF"
         pairings = len(control.state()["pairings"])
@@ -233,6 +236,12 @@ def test_material_stays_out_of_the_page_and_other_contexts(server, control: Simu
         scan = await page1.evaluate(SCAN_GLOBALS, needles)
         assert scan["visited"] > 100  # the scan did walk the globals
         assert scan["hits"] == []
+        assert (
+            await page1.evaluate(
+                "() => Object.getOwnPropertyNames(window).filter((k) => k.startsWith('__zh'))"
+            )
+            == []
+        )
         # The scan itself would have found it: plant the material and look again.
         await page1.evaluate("(s) => { window.__planted = { deep: s }; }", needles[0])
         assert (await page1.evaluate(SCAN_GLOBALS, needles))["hits"] == ["window.__planted.deep"]
@@ -241,5 +250,208 @@ def test_material_stays_out_of_the_page_and_other_contexts(server, control: Simu
         await recorded(second)
         assert len(first.records()) == 1 and len(second.records()) == 1
         assert first.records() != second.records()
+
+    run(scenario)
+
+
+SITE = "http://localhost:9/"  # routed, never fetched; localhost is a secure context (crypto.subtle)
+
+SEED = """
+async () => {
+  const open = (name, version, upgrade) => new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, version);
+    r.onupgradeneeded = () => upgrade(r.result);
+    r.onsuccess = () => { r.result.close(); resolve(); };
+    r.onerror = () => reject(r.error);
+  });
+  const key = await crypto.subtle.importKey(
+    "raw", new Uint8Array(16).fill(7), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  const mac = await crypto.subtle.importKey(
+    "raw", new Uint8Array(32).fill(9), { name: "HMAC", hash: "SHA-256" }, true, ["sign"]);
+  await open("typed", 3, (db) => {
+    const inline = db.createObjectStore("inline", { keyPath: "id", autoIncrement: true });
+    inline.createIndex("by_tag", "tags", { unique: false, multiEntry: true });
+    inline.createIndex("by_name", "name", { unique: true });
+    inline.add({ name: "a", tags: ["x", "y"], when: new Date(86400000), n: NaN, neg: -0, big: 10n,
+                 u: undefined, buf: new Uint8Array([1, 2, 255]).buffer, view: new Int16Array([-1, 300]),
+                 map: new Map([["k", { deep: [1, { "$zh": "not a tag" }] }]]), set: new Set([1, "two"]),
+                 key, mac, nothing: null, yes: true });
+    inline.add({ name: "b", tags: [] });
+    const outOfLine = db.createObjectStore("out");
+    outOfLine.put("by date", new Date(5));
+    outOfLine.put("by array", [1, "a"]);
+    outOfLine.put("by binary", new Uint8Array([0, 1]));
+    outOfLine.put(42, "by string");
+  });
+  await open("empty", 5, () => {});
+  localStorage.setItem("plain", "value");
+}
+"""
+
+DESCRIBE = """
+async () => {
+  const req = (r) => new Promise((ok, ko) => {
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => ko(r.error);
+  });
+  const show = async (v) => {
+    if (v instanceof CryptoKey) {
+      const out = { alg: v.algorithm.name, extractable: v.extractable, usages: v.usages };
+      if (v.algorithm.name === "AES-GCM") {
+        const iv = new Uint8Array(12);
+        const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, v, new Uint8Array(4));
+        out.ct = Array.from(new Uint8Array(ct));
+      } else out.raw = Array.from(new Uint8Array(await crypto.subtle.exportKey("raw", v)));
+      return out;
+    }
+    if (v === undefined) return "<undefined>";
+    if (typeof v === "number" && !Number.isFinite(v)) return "<" + v + ">";
+    if (Object.is(v, -0)) return "<-0>";
+    if (typeof v === "bigint") return "<" + v + "n>";
+    if (v instanceof Date) return "<date " + v.getTime() + ">";
+    if (v instanceof ArrayBuffer) return "<buffer " + Array.from(new Uint8Array(v)) + ">";
+    if (ArrayBuffer.isView(v)) return "<" + v.constructor.name + " " + Array.from(v) + ">";
+    if (v instanceof Map) return { "<map>": await show([...v]) };
+    if (v instanceof Set) return { "<set>": await show([...v]) };
+    if (Array.isArray(v)) return Promise.all(v.map(show));
+    if (v && typeof v === "object") {
+      const out = {};
+      for (const k of Object.keys(v)) out[k] = await show(v[k]);
+      return out;
+    }
+    return v;
+  };
+  const dbs = [];
+  for (const { name } of (await indexedDB.databases()).sort((a, b) => a.name < b.name ? -1 : 1)) {
+    const db = await req(indexedDB.open(name));
+    const stores = [];
+    for (const sname of [...db.objectStoreNames]) {
+      const s = db.transaction(sname).objectStore(sname);
+      const indexes = [...s.indexNames].map((i) => {
+        const ix = s.index(i);
+        return [i, ix.keyPath, ix.unique, ix.multiEntry];
+      });
+      const keys = await req(s.getAllKeys());
+      const values = await req(s.getAll());
+      const tagged = s.indexNames.contains("by_tag") ? await req(s.index("by_tag").getAllKeys("y")) : null;
+      stores.push({ sname, keyPath: s.keyPath, auto: s.autoIncrement, indexes, keys: await show(keys),
+                    values: await show(values), tagged });
+    }
+    db.close();
+    dbs.push({ name, version: db.version, stores });
+  }
+  return { dbs, ls: { ...localStorage } };
+}
+"""
+
+
+async def blank_site(ctx: BrowserContext) -> None:
+    """Serve an empty page for every URL of ``SITE`` (no site script wipes anything)."""
+
+    async def serve(route) -> None:
+        await route.fulfill(status=200, content_type="text/html", body="<!doctype html><title>site</title>")
+
+    await ctx.route(SITE + "**", serve)
+
+
+def test_every_value_type_and_store_shape_round_trips() -> None:
+    async def scenario(launch) -> None:
+        browser = await launch()
+        recorder = KeyRecorder()
+        ctx = await captured_context(browser, recorder)
+        await blank_site(ctx)
+        page = await ctx.new_page()
+        await page.goto(SITE)
+        await page.evaluate(SEED)
+        await recorded(recorder)
+        before = await page.evaluate(DESCRIBE)
+        state = await dump(page, recorder)
+        assert [k.get("extractable") for k in state["keys"]] == [None, True]  # recorded, then exported
+        await ctx.close()
+
+        ctx = await captured_context(browser, KeyRecorder())
+        await blank_site(ctx)
+        page = await restore(ctx, state, SITE + "later")
+        assert page.url == SITE + "later"
+        after = await page.evaluate(DESCRIBE)
+        assert after == before
+        assert [db["version"] for db in after["dbs"]] == [5, 3]
+        assert after["dbs"][1]["stores"][0]["tagged"] == [1]  # the multiEntry index was rebuilt
+        # Nothing of the restore is left in the page's globals.
+        assert await page.evaluate("() => Object.keys(window).filter((k) => k.includes('zh'))") == []
+
+        # A Blob cannot be carried: the dump refuses and says where it is.
+        await page.evaluate(
+            """() => new Promise((resolve) => {
+                 const r = indexedDB.open("typed");
+                 r.onsuccess = () => {
+                   const tx = r.result.transaction("out", "readwrite");
+                   tx.objectStore("out").put(new Blob(["x"]), "blob");
+                   tx.oncomplete = () => { r.result.close(); resolve(); };
+                 };
+               })"""
+        )
+        with pytest.raises(
+            NotPortable, match="IndexedDB typed/out holds a Blob value that cannot be carried"
+        ):
+            await dump(page, KeyRecorder.from_records(state["keys"]))
+
+    run(scenario)
+
+
+def test_profile_to_context_to_profile_with_no_scan(server, control: SimulatorControl, tmp_path) -> None:
+    """A session linked in profile mode with the capture moves to a shared context and back."""
+
+    async def scenario(launch) -> None:
+        async with async_playwright() as pw:
+
+            async def profile(name: str, recorder: KeyRecorder) -> BrowserContext:
+                ctx = await pw.chromium.launch_persistent_context(
+                    str(tmp_path / name), executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+                )
+                await install_capture(ctx, recorder)  # its first page is still about:blank
+                return ctx
+
+            # Linked in profile mode; the profile archive carries the recorded key.
+            recorder = KeyRecorder()
+            ctx = await profile("linked", recorder)
+            await link(ctx.pages[0], control, server.url)
+            await recorded(recorder)
+            wid = await wid_of(ctx.pages[0])
+            await ctx.close()
+            blob = login_state.pack(tmp_path / "linked", SECRETS, keys=recorder.records())
+            pairings = len(control.state()["pairings"])
+
+            # Later, on another machine: the archive opens as a profile and dumps as data.
+            _, keys = login_state.unpack_with_keys(blob, tmp_path / "unpacked", SECRETS)
+            recorder = KeyRecorder.from_records(keys)
+            ctx = await profile("unpacked", recorder)
+            page = ctx.pages[0]
+            await page.goto(server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            state = await dump(page, recorder)
+            await ctx.close()
+
+            # profile -> shared context
+            browser = await launch()
+            recorder = KeyRecorder()
+            ctx = await captured_context(browser, recorder)
+            page = await restore(ctx, state, server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            await recorded(recorder)
+            state = await dump(page, recorder)
+            await ctx.close()
+
+            # shared context -> profile: restored once, then it opens from its own folder.
+            ctx = await profile("back", KeyRecorder())
+            page = await restore(ctx, state, server.url)
+            await page.wait_for_selector(MAIN, timeout=WAIT_MS)
+            await ctx.close()
+            ctx = await profile("back", KeyRecorder())
+            await ctx.pages[0].goto(server.url)
+            await ctx.pages[0].wait_for_selector(MAIN, timeout=WAIT_MS)
+            assert await wid_of(ctx.pages[0]) == wid
+            await ctx.close()
+            assert len(control.state()["pairings"]) == pairings  # never scanned again
 
     run(scenario)

@@ -23,11 +23,13 @@ raw key material: it is a password, only ever stored encrypted
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import secrets as _secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,9 +102,14 @@ class KeyRecorder:
     an encrypted login-state archive.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_new: Callable[[], None] | None = None) -> None:
+        """``on_new`` is called (with no argument: never the material) each time a new key is kept.
+
+        The site imports its key when the phone links, so this is the moment to snapshot.
+        """
         self._records: list[dict] = []
         self._seen: set[str] = set()
+        self._on_new = on_new
 
     def record(self, raw: dict) -> None:
         """Keep one import sent by the init script.
@@ -122,6 +129,8 @@ class KeyRecorder:
             return
         self._seen.add(ident)
         self._records.append(rec)
+        if self._on_new is not None:
+            self._on_new()
 
     def records(self) -> list[dict]:
         """JSON-able records: ``[{"format", "keyData" (base64), "algorithm", "usages"}]``, oldest first."""
@@ -131,11 +140,11 @@ class KeyRecorder:
         return len(self._records)
 
     @classmethod
-    def from_records(cls, records: list[dict]) -> KeyRecorder:
+    def from_records(cls, records: list[dict], on_new: Callable[[], None] | None = None) -> KeyRecorder:
         """A recorder holding ``records`` (from a stored login state); raises :class:`InvalidState`."""
         if not isinstance(records, list):
             raise InvalidState("key records are not a list")
-        recorder = cls()
+        recorder = cls(on_new)
         for raw in records:
             rec = _check_record(raw)
             ident = _identity(rec)
@@ -148,13 +157,14 @@ class KeyRecorder:
 async def install_capture(ctx: BrowserContext, recorder: KeyRecorder) -> None:
     """Expose the recording binding and add the importKey wrapper to ``ctx``.
 
-    Must be called before any page of ``ctx`` exists (init scripts and bindings only
-    reach pages created afterwards). The binding name is random per context; the
-    binding only ever feeds ``recorder``, so two contexts of one browser never see each
-    other's keys.
+    Must be called before any page of ``ctx`` has loaded a document (the init script
+    runs on documents loaded afterwards): on a fresh ``new_context()`` before the first
+    page, on a persistent context while its first page is still ``about:blank``. The
+    binding name is random per context; the binding only ever feeds ``recorder``, so
+    two contexts of one browser never see each other's keys.
     """
-    if ctx.pages:
-        raise RuntimeError("install_capture must run before the context has any page")
+    if any(p.url != "about:blank" for p in ctx.pages):
+        raise RuntimeError("install_capture must run before any page of the context loads a document")
     name = "__zh" + _secrets.token_hex(8)
 
     def _on_import(_source: dict, payload: Any) -> None:
@@ -187,6 +197,8 @@ async def dump(page: Page, recorder: KeyRecorder) -> dict[str, Any]:
     result = await page.evaluate(DUMP_JS, recorder.records())
     if not result.get("ok"):
         raise NotPortable(result.get("error") or "the login state could not be read")
+    if result["origin"] == "null":  # about:blank, a crashed or error page: nothing of the site
+        raise NotPortable(f"the page is not on the site ({page.url}): nothing to dump")
     state = {
         "version": STATE_VERSION,
         "origin": result["origin"],
@@ -267,22 +279,29 @@ async def restore(ctx: BrowserContext, state: dict[str, Any], url: str, timeout:
         raise InvalidState(f"portable state is for {state['origin']}, not {origin_of(url)}")
     bootstrap = state["origin"] + BOOTSTRAP_PATH
 
+    def _is_bootstrap(candidate: str) -> bool:
+        return candidate == bootstrap
+
     async def _serve(route: Route) -> None:
         await route.fulfill(status=200, content_type="text/html", body=_BOOTSTRAP_HTML)
 
-    page = await ctx.new_page()
-    ms = timeout * 1000
-    try:
-        await page.route(bootstrap, _serve)
+    async def _rebuild() -> dict:
+        await page.route(_is_bootstrap, _serve)
         try:
-            await page.goto(bootstrap, wait_until="domcontentloaded", timeout=ms)
-            page.set_default_timeout(ms)
-            result = await page.evaluate(RESTORE_JS, state)
+            await page.goto(bootstrap, wait_until="domcontentloaded")
+            return await page.evaluate(RESTORE_JS, state)
         finally:
-            await page.unroute(bootstrap, _serve)
+            await page.unroute(_is_bootstrap, _serve)
+
+    page = await ctx.new_page()
+    try:
+        try:
+            result = await asyncio.wait_for(_rebuild(), timeout)
+        except TimeoutError:
+            raise NotPortable(f"the login state was not rebuilt within {timeout:g} s") from None
         if not result.get("ok"):
             raise NotPortable(f"the login state could not be restored: {result.get('error')}")
-        await page.goto(url, wait_until="domcontentloaded", timeout=ms)
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
     except BaseException:
         await page.close()
         raise

@@ -33,6 +33,9 @@ CAPTURE_JS = r"""
 (() => {
   "use strict";
   const send = globalThis[%(binding)s];
+  // Playwright's binding function works from its closure: take it off window so no
+  // page script can call or wrap it.
+  delete globalThis[%(binding)s];
   const subtle = globalThis.crypto && globalThis.crypto.subtle;
   if (typeof send !== "function" || !subtle || typeof SubtleCrypto === "undefined") return;
   // Everything the wrapper needs is held in this closure, so a page script that later
@@ -183,7 +186,11 @@ DUMP_JS = (
     }
     let print = null;
     try { print = await fingerprint(key); } catch (e) { print = null; }
-    if (print === null || !byPrint.has(print)) {
+    if (print === null) {
+      const what = `${key.algorithm.name} CryptoKey (${[...key.usages]})`;
+      fail(`IndexedDB ${where} holds a non-extractable ${what} that no fingerprint can match`);
+    }
+    if (!byPrint.has(print)) {
       fail(
         `IndexedDB ${where} holds a ${key.algorithm.name} CryptoKey with no recorded material` +
           " (made by generateKey, deriveKey, unwrapKey or in a Worker?)"
