@@ -13,15 +13,24 @@ from tests.e2e.test_session_life import PHONE, link_session
 SHARED = {"BROWSER_MODE": "shared"}
 
 
-def _move_to(api, worker_id: str) -> None:
-    """Wait until only ``worker_id`` is alive, then let sync place the orphaned session there."""
+def _move_to(api, worker_id: str, name: str = "vendas") -> None:
+    """Wait until only ``worker_id`` is alive, then sync until the session is placed there.
+
+    A company's syncs within MAINTENANCE_COALESCE_SECONDS share one job, so a move right
+    after another one asks again until a sync of its own ran.
+    """
     wait_until(
         lambda: api.call("get", "/health").get_json()["workers"] == [worker_id],
         30,
         message="the old lease to end",
     )
-    sync = api.call("post", "/session/sync", 202).get_json()
-    api.wait_job(sync["id"])
+
+    def placed() -> bool:
+        sync = api.call("post", "/session/sync", 202).get_json()
+        api.wait_job(sync["id"])
+        return api.session(name)["worker_id"] == worker_id
+
+    wait_until(placed, 60, interval=1.0, message=f"{name} placed on {worker_id}")
 
 
 def _shared_only(worker) -> bool:
