@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+BROWSER_MODES = ("profile", "shared")
+
 
 def _default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'zaphub.db'}"
@@ -138,7 +140,22 @@ class Settings:
     TOKEN_CACHE_SIZE: int = 10_000
     LEGACY_SESSIONS_FILE: str = ""
     LEGACY_PROFILES_DIR: str = ""
+    # Browser mode: "profile" (one Chromium per session on a persistent profile folder, the
+    # default) or "shared" (sessions in non-persistent contexts of a few shared Chromiums,
+    # their login carried as data). A shared Chromium holds at most
+    # BROWSER_SESSIONS_PER_PROCESS sessions, so a browser crash touches a bounded group.
+    BROWSER_MODE: str = "profile"
+    BROWSER_SESSIONS_PER_PROCESS: int = 10
     TESTING: bool = False
+
+    def __post_init__(self) -> None:
+        if self.BROWSER_MODE not in BROWSER_MODES:
+            choices = ", ".join(BROWSER_MODES)
+            raise ValueError(f"BROWSER_MODE must be one of {choices}, not {self.BROWSER_MODE!r}")
+        if self.BROWSER_SESSIONS_PER_PROCESS < 1:
+            raise ValueError(
+                f"BROWSER_SESSIONS_PER_PROCESS must be at least 1, not {self.BROWSER_SESSIONS_PER_PROCESS}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -45,6 +45,7 @@ from shared.uow import UnitOfWork
 from shared.webhooks import dispatch
 from tests.bench_celery import BARE_POST_TASK, BARE_QUEUE, post_fresh
 from tests.bench_jobs import bench_jobs
+from tests.bench_memory import bench_memory
 from tests.bench_reads import SESSIONS as READ_SESSIONS
 from tests.bench_reads import bench_reads, bench_settings
 from tests.conftest import _admin_execute, _postgres_url_for
@@ -813,6 +814,7 @@ LIVE_SECTIONS = (
         # Imported when run: tests.bench_idle builds on this module's helpers.
         lambda url, root: __import__("tests.bench_idle", fromlist=["bench_idle"]).bench_idle(url, root),
     ),
+    ("memory", "Memory per session by browser mode (workers + Chromium + simulator):", bench_memory),
 )
 
 

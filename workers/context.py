@@ -47,6 +47,10 @@ MESSAGE_WRITES: dict[str, Callable[..., bool]] = {
     "message_ack": inbox.record_ack,
 }
 
+# Under SESSIONS_DIR: the shared browsers' temporary profiles (not a session id, so
+# cleanup never takes it for a leftover session folder).
+SHARED_BROWSERS_DIR = ".shared-browsers"
+
 # Backoff of a write retried through a database outage: first wait, growth, cap.
 RETRY_FIRST_DELAY = 0.25
 RETRY_MAX_DELAY = 2.0
@@ -66,7 +70,13 @@ class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker_id = settings.WORKER_ID
-        self.runtime = BrowserRuntime(executable_path=settings.CHROMIUM_PATH or None)
+        shared = settings.BROWSER_MODE == "shared"
+        self.runtime = BrowserRuntime(
+            executable_path=settings.CHROMIUM_PATH or None,
+            sessions_per_browser=settings.BROWSER_SESSIONS_PER_PROCESS,
+            # Shared browsers' temporary profiles, under the sessions folder (see BrowserRuntime).
+            shared_dir=Path(settings.SESSIONS_DIR) / SHARED_BROWSERS_DIR if shared else None,
+        )
         self.manager: SessionManager | None = None
         # The epoch each live session was started at: every write is fenced with it.
         self._epochs: dict[str, int] = {}
@@ -119,6 +129,7 @@ class WorkerContext:
             qr_max_rotations=self.settings.QR_MAX_ROTATIONS,
             watch_safety_probe=self.settings.WATCH_SAFETY_PROBE_SECONDS,
             login_state_keys=secret_keys(self.settings),
+            browser_mode=self.settings.BROWSER_MODE,
         )
         log.info("worker %s: browser runtime started", self.worker_id)
 
@@ -182,6 +193,10 @@ class WorkerContext:
         self._observe_restore(session_id, event, payload)
         if event == "restore_failed":
             return  # a metrics signal only: the start job reports the failure itself
+        if event == "storage_written":
+            # The site saved its login storage: snapshot it now (shared mode, debounced).
+            self._save_in_background(session_id)
+            return
         self.touch(session_id)  # a message, an ack, a status change: the session is in use
         if event in MESSAGE_WRITES:
             write = MESSAGE_WRITES[event]

@@ -53,6 +53,9 @@ def event_changes(event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
             "push_name": payload.get("push_name"),
             "last_seen": utcnow(),
         }
+    if event == "not_portable":
+        # The status is unchanged: only why its login cannot move as data is shown.
+        return {"last_error": payload.get("reason") or "login state not portable"}
     if event == "auth_failure":
         return {
             "status": SessionStatus.ERROR.value,
@@ -106,7 +109,7 @@ def apply_event(
             "session %s: %s -> %s%s",
             session_id,
             event,
-            changes["status"],
+            changes.get("status", "status unchanged"),
             f" ({changes['last_error']})" if changes.get("last_error") else "",
         )
     else:
@@ -154,7 +157,7 @@ def _write_fenced(
             .values(**changes)
             .execution_options(synchronize_session=False)
         )
-        events.status_change(uow.db, session_id, held.status, changes["status"], reason)
+        events.status_change(uow.db, session_id, held.status, changes.get("status", held.status), reason)
         if then is not None:
             then(uow.db)
         uow.commit()

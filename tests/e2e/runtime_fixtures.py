@@ -9,12 +9,37 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.simulator import SimulatorControl
+import pytest
+
+from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser import BrowserRuntime
 from workers.whatsapp.sessions import SessionManager
 
 SECRET = "e2e-login-state-secret"
 CLOCK_SCALE = 10.0  # first ref 6 s, later refs 2 s
+
+
+@pytest.fixture(scope="module", name="simulator")
+def module_simulator() -> Iterator[tuple[SimulatorServer, SimulatorControl]]:
+    """A simulator for the module's tests, its clock sped up by :data:`CLOCK_SCALE`."""
+    server = SimulatorServer(port=0, clock_scale=CLOCK_SCALE).start()
+    control = SimulatorControl(server.url)
+    control.clock(CLOCK_SCALE)
+    try:
+        yield server, control
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def started_runtime(**options: Any) -> Iterator[BrowserRuntime]:
+    """A started browser runtime (``BrowserRuntime(**options)``), stopped afterwards."""
+    rt = BrowserRuntime(**options)
+    rt.start()
+    try:
+        yield rt
+    finally:
+        rt.stop(timeout=30)
 
 
 class EventLog:
@@ -116,3 +141,9 @@ def session_manager(
     finally:
         mgr.close_all()
         runtime.stop(timeout=30)
+
+
+@pytest.fixture(scope="module", name="events")
+def module_events() -> EventLog:
+    """The module's event log (every manager of the module reports into it)."""
+    return EventLog()

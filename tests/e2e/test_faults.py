@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
 
 from shared.celery_factory import create_celery
@@ -110,8 +111,11 @@ def test_qr_timeout_ends_disconnected_with_the_reason(api, sim, start_worker):
     assert api.session("vendas")["status"] == "DISCONNECTED"
 
 
-def test_corrupt_stored_login_state_is_an_error_not_a_crash_loop(api, sim, start_worker, settings):
-    first = start_worker("w1")
+# Both browser modes: a profile archive and a portable one are refused the same way.
+@pytest.mark.parametrize("mode", ["profile", "shared"])
+def test_corrupt_stored_login_state_is_an_error_not_a_crash_loop(api, sim, start_worker, settings, mode):
+    env = {"BROWSER_MODE": mode}
+    first = start_worker("w1", env=env)
     session = link_session(api, sim, "vendas")
     with UnitOfWork(settings) as uow:
         row = uow.db.scalar(select(WhatsappSession).where(WhatsappSession.id == session["id"]))
@@ -120,7 +124,7 @@ def test_corrupt_stored_login_state_is_an_error_not_a_crash_loop(api, sim, start
     # A restart on w1 would reuse its live profile and never read the archive: the archive
     # is what a fresh worker (another machine, or a crash that lost the folder) starts from.
     first.kill()
-    second = start_worker("w2")
+    second = start_worker("w2", env=env)
     wait_until(
         lambda: api.call("get", "/health").get_json()["workers"] == ["w2"], 20, message="w1's lease to expire"
     )

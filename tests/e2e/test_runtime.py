@@ -14,9 +14,16 @@ from collections.abc import Iterator
 import pytest
 
 from shared.login_state import LoginStateError
-from tests.e2e.runtime_fixtures import CLOCK_SCALE, SECRET, EventLog, link
+from tests.e2e.runtime_fixtures import (  # noqa: F401 - fixtures
+    CLOCK_SCALE,
+    SECRET,
+    EventLog,
+    link,
+    module_events,
+    module_simulator,
+    started_runtime,
+)
 from tests.e2e.stack import browser_pids
-from tests.simulator import SimulatorControl, SimulatorServer
 from workers.browser import BrowserRuntime
 from workers.whatsapp.sessions import SessionManager
 
@@ -24,29 +31,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[tuple[SimulatorServer, SimulatorControl]]:
-    server = SimulatorServer(port=0, clock_scale=CLOCK_SCALE).start()
-    control = SimulatorControl(server.url)
-    control.clock(CLOCK_SCALE)
-    try:
-        yield server, control
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def runtime() -> Iterator[BrowserRuntime]:
-    rt = BrowserRuntime()
-    rt.start()
-    try:
+    with started_runtime() as rt:
         yield rt
-    finally:
-        rt.stop(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def events() -> EventLog:
-    return EventLog()
 
 
 @pytest.fixture(scope="module")

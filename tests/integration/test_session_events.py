@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -147,3 +148,19 @@ def test_a_pairing_code_is_an_admin_event_written_with_the_fence(settings, sessi
     expires = datetime.fromisoformat(data["expires_at"])
     interval = timedelta(seconds=settings.PAIRING_CODE_INTERVAL)
     assert before + interval <= expires <= utcnow() + interval
+
+
+def test_not_portable_keeps_the_status_and_says_why(settings, session_id, token):
+    fenced = dict(lease_token=token)
+    assert session_events.apply_event(
+        UnitOfWork(settings), session_id, "w1", 3, "ready", {"phone_number": "5511999990001"}, **fenced
+    )
+    reason = "IndexedDB wawc_db_enc/keys holds a AES-GCM CryptoKey with no recorded material"
+    assert session_events.apply_event(
+        UnitOfWork(settings), session_id, "w1", 3, "not_portable", {"reason": reason}, **fenced
+    )
+    current = row(settings, session_id)
+    assert (current.status, current.last_error) == ("CONNECTED", reason)
+    with UnitOfWork(settings) as uow:
+        statuses = uow.db.scalars(select(Event).where(Event.session_id == session_id)).all()
+    assert [json.loads(e.payload)["status"] for e in statuses if e.type == "session.status"] == ["CONNECTED"]

@@ -72,3 +72,13 @@ def test_restore_and_lazy_settings_from_environment():
     assert settings.RESTORE_CONCURRENCY == 5 and settings.RESTORE_JITTER_SECONDS == 0.1
     assert settings.LAZY_IDLE_SECONDS == 7.0 and settings.LAZY_WAKE_INTERVAL == 60.0
     assert Settings().RESTORE_CONCURRENCY == 3
+
+
+def test_browser_mode_settings():
+    assert Settings.from_env({}).BROWSER_MODE == "profile"
+    shared = Settings.from_env({"BROWSER_MODE": "shared", "BROWSER_SESSIONS_PER_PROCESS": "4"})
+    assert (shared.BROWSER_MODE, shared.BROWSER_SESSIONS_PER_PROCESS) == ("shared", 4)
+    with pytest.raises(ValueError, match="BROWSER_MODE must be one of profile, shared, not 'pool'"):
+        Settings.from_env({"BROWSER_MODE": "pool"})
+    with pytest.raises(ValueError, match="BROWSER_SESSIONS_PER_PROCESS must be at least 1"):
+        Settings.from_env({"BROWSER_SESSIONS_PER_PROCESS": "0"})

@@ -15,10 +15,13 @@ import os
 import shutil
 import threading
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from playwright.async_api import BrowserContext, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+
+from workers.browser.pool import BrowserPool
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +103,19 @@ def proc_files(name: str) -> Iterator[tuple[int, bytes]]:
 class BrowserRuntime:
     """Owns the asyncio loop thread, Playwright, and every browser context of the worker."""
 
-    def __init__(self, executable_path: str | None = None, headless: bool = True) -> None:
+    def __init__(
+        self,
+        executable_path: str | None = None,
+        headless: bool = True,
+        sessions_per_browser: int = 10,
+        shared_dir: Path | None = None,
+    ) -> None:
         self._executable_path = executable_path or None  # "" (unset setting) = auto
         self._headless = headless
+        # Shared browsers keep their temporary profiles here (under the sessions folder),
+        # so memory accounting and the worker's own process lists find them like the others.
+        self._shared_dir = Path(shared_dir) if shared_dir is not None else None
+        self.pool = BrowserPool(self._launch_shared, sessions_per_browser)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._playwright: Playwright | None = None
@@ -147,9 +160,10 @@ class BrowserRuntime:
             self._thread = threading.Thread(target=run, name="browser-runtime", daemon=True)
             self._thread.start()
             ready.wait(timeout)
-            fut = asyncio.run_coroutine_threadsafe(async_playwright().start(), loop)
             try:
-                self._playwright = fut.result(timeout)
+                with _driver_tmpdir(self._shared_dir):
+                    fut = asyncio.run_coroutine_threadsafe(async_playwright().start(), loop)
+                    self._playwright = fut.result(timeout)
             except BaseException:
                 loop.call_soon_threadsafe(loop.stop)
                 self._loop = self._thread = None
@@ -182,6 +196,7 @@ class BrowserRuntime:
             except Exception:
                 log.warning("a browser context did not close cleanly", exc_info=True)
         self._contexts.clear()
+        await self.pool.close()
         if self._playwright is not None:
             await self._playwright.stop()
         # Cancel watcher tasks so the loop stops without "Task was destroyed" noise.
@@ -221,20 +236,69 @@ class BrowserRuntime:
         profile_dir = Path(profile_dir)
         profile_dir.mkdir(parents=True, exist_ok=True)
         ctx = await self._playwright.chromium.launch_persistent_context(
-            str(profile_dir),
-            executable_path=self._executable_path,
-            headless=self._headless,
-            args=list(CHROMIUM_ARGS),
+            str(profile_dir), **self._launch_options()
+        )
+        self._track(ctx)
+        return ctx
+
+    async def new_context(self) -> BrowserContext:
+        """A non-persistent context in a shared browser with room (loop thread only)."""
+        if self._playwright is None:
+            raise RuntimeNotRunning("browser runtime is not running")
+        ctx = await self.pool.new_context()
+        self._track(ctx)
+        return ctx
+
+    async def _launch_shared(self) -> Browser:
+        if self._playwright is None:
+            raise RuntimeNotRunning("browser runtime is not running")
+        return await self._playwright.chromium.launch(**self._launch_options())
+
+    def _launch_options(self) -> dict[str, Any]:
+        """Options of every Chromium this runtime launches, persistent or shared."""
+        return {
+            "executable_path": self._executable_path,
+            "headless": self._headless,
+            "args": list(CHROMIUM_ARGS),
             # The worker process handles signals itself; Chromium must not die with
             # Ctrl-C before we had a chance to close profiles cleanly.
-            handle_sigint=False,
-            handle_sigterm=False,
-            handle_sighup=False,
-        )
+            "handle_sigint": False,
+            "handle_sigterm": False,
+            "handle_sighup": False,
+            # The worker's own environment, not the driver's (whose TMPDIR may point into the
+            # sessions folder, see _driver_tmpdir): Chromium's sockets live in TMPDIR, and a
+            # deep path is too long for them.
+            "env": dict(os.environ),
+        }
+
+    def _track(self, ctx: BrowserContext) -> None:
         self._contexts.add(ctx)
         ctx.on("close", lambda _ctx: self._contexts.discard(ctx))
-        return ctx
 
     def context_count(self) -> int:
         """How many browser contexts this runtime currently holds open."""
         return len(self._contexts)
+
+
+@contextmanager
+def _driver_tmpdir(folder: Path | None) -> Iterator[None]:
+    """Start Playwright's driver with ``TMPDIR=folder`` (when given).
+
+    The driver makes each shared browser's temporary ``--user-data-dir`` under its own
+    temp folder, and takes its environment once, when it starts: pointing it into the
+    sessions folder makes shared browsers show up wherever this worker's browsers are
+    looked for (memory, tests), while cleanup leaves them alone (not a session folder).
+    """
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before

@@ -9,8 +9,19 @@ Events go to ``on_event(session_id, name, payload)`` from ONE dispatcher thread 
 a queue (never from the loop thread: the callback does blocking DB writes, and order
 must be preserved).
 
+Browser modes (``workers.whatsapp.modes``): in profile mode each session runs its own
+Chromium on a persistent profile folder; in shared mode each session is a non-persistent
+context in a shared Chromium (``BrowserRuntime.pool``) and its login moves as data. Both
+install the key capture (``portable.install_capture``) before the first page, so every
+stored login state carries the session's key material and either mode can start from
+either kind of archive. In shared mode :meth:`SessionManager._storage_written` (the
+driver's storage-write hook) schedules a debounced ``storage_written`` event, on which
+the worker stores a fresh snapshot.
+
 Crash recovery: an unexpected close of a context (Chromium killed, page crashed)
-relaunches it from the same profile folder, emitting ``connecting`` then, via the
+relaunches it - from the same profile folder, or in shared mode from the session's latest
+dump kept in memory (a killed shared Chromium closes every context of its group, and
+each comes back this way) - emitting ``connecting`` then, via the
 driver, ``authenticated``/``ready``. No ``disconnected`` is emitted for a crash that
 is being recovered (the status goes straight to CONNECTING). After
 ``crash_restart_limit`` consecutive failed attempts the manager emits
@@ -47,7 +58,6 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +66,9 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 
-from shared import login_state
 from shared.login_state import LoginStateError
 from workers.browser.runtime import LOCAL_STORAGE_COMMIT_DELAY, BrowserRuntime, browser_processes
-from workers.whatsapp import messaging
+from workers.whatsapp import messaging, portable
 from workers.whatsapp import page as wa
 from workers.whatsapp.driver import PageDriver
 from workers.whatsapp.messaging import (
@@ -69,14 +78,16 @@ from workers.whatsapp.messaging import (
     QuotedMessageNotFound,
     SessionNotConnected,
 )
+from workers.whatsapp.modes import PROFILE_TAG_FILE, ProfileMode, SharedMode
 from workers.whatsapp.page import NotWaitingToLink, PairingError, PairingRefused
+from workers.whatsapp.portable import KeyRecorder, NotPortable
 
 log = logging.getLogger(__name__)
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CLOSE_TIMEOUT = 15.0
-# Written into a profile folder: the tag (owner epoch) it was last launched under.
-PROFILE_TAG_FILE = ".zaphub-profile-tag"
+# Shared mode: a snapshot follows the site's last login-storage write after this quiet time.
+STORAGE_SAVE_DEBOUNCE = 1.0
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 # Receives a login-state archive of the live profile just before a planned close.
@@ -118,6 +129,17 @@ class _Session:
     restarts_begun: int = 0
     recovering: asyncio.Task | None = None
     closing: set[int] = field(default_factory=set)  # ids of contexts we close on purpose
+    # The key material the site imported (both modes): carried in every login state.
+    recorder: KeyRecorder = field(default_factory=KeyRecorder)
+    tag: str | None = None  # the owner tag of the last start
+    mode: ProfileMode | SharedMode | None = None  # the mode the live context was opened in
+    # Shared mode: the latest dump (kept in memory, so a crash before the database write
+    # loses nothing); profile mode: a portable state to restore into the fresh profile.
+    latest_dump: dict[str, Any] | None = None
+    pending_state: dict[str, Any] | None = None
+    # Why the login cannot be carried as data: the session then runs in profile mode here.
+    not_portable: str | None = None
+    storage_save: asyncio.TimerHandle | None = None  # a debounced snapshot after a storage write
 
 
 class SessionManager:
@@ -133,6 +155,7 @@ class SessionManager:
         crash_restart_limit: int = 3,
         login_state_keys: Sequence[str] = (),
         watch_safety_probe: float = wa.WATCH_SAFETY_PROBE,
+        browser_mode: str = "profile",
     ) -> None:
         self.runtime = runtime
         # Absolute + normalized, like the --user-data-dir Chromium sees (browser_pid).
@@ -145,6 +168,9 @@ class SessionManager:
         self.watch_safety_probe = watch_safety_probe  # connected pages: seconds between safety probes
         # shared.secrets.secret_keys(settings): newest first, the first one encrypts.
         self._secret = list(login_state_keys) or None
+        # What differs by BROWSER_MODE lives in the mode objects (workers.whatsapp.modes).
+        self._profile = ProfileMode(self)
+        self.mode: ProfileMode | SharedMode = SharedMode(self) if browser_mode == "shared" else self._profile
         self._sessions: dict[str, _Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._status_lock = threading.Lock()  # status() reads from task threads
@@ -465,8 +491,9 @@ class SessionManager:
 
     async def _start_locked(self, s: _Session, blob: bytes | None, tag: str | None) -> None:
         restoring = False
-        if self._reusable(s, tag):
-            log.info("session %s: reusing its live profile folder", s.session_id)
+        if self._mode(s).reusable(s, tag):
+            log.info("session %s: reusing its live %s state", s.session_id, self._mode(s).name)
+            await self._mode(s).reuse(s, blob)
         elif blob is not None:
             try:
                 await self._restore(s, blob)
@@ -476,7 +503,9 @@ class SessionManager:
                 raise
             restoring = True
         if tag is not None:
-            await asyncio.to_thread(self._write_tag, s, tag)
+            s.tag = tag
+            if self._mode(s) is self._profile:
+                await asyncio.to_thread(self._write_tag, s, tag)
         s.wanted = True
         s.failures = 0
         # ``restore`` marks a start from stored login state (the worker times it until ``ready``).
@@ -490,29 +519,24 @@ class SessionManager:
             raise
 
     async def _restore(self, s: _Session, blob: bytes) -> None:
-        """Unpack into a temp folder first so a bad archive never destroys the profile."""
-        if self._secret is None:
-            raise LoginStateError("no login state secret configured (SECRET_KEY)")
-        tmp = self.sessions_dir / f".restore-{s.session_id}-{uuid.uuid4().hex[:8]}"
+        """Prepare a start from ``blob`` in this mode; a bad archive never destroys what is there."""
         try:
-            await asyncio.to_thread(login_state.unpack, blob, tmp, self._secret)
+            await self._mode(s).prepare(s, blob)
         except LoginStateError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
             with self._status_lock:
                 s.status, s.last_error = "error", str(exc)
             log.warning("session %s: login state rejected: %s", s.session_id, exc)
             raise
-        await asyncio.to_thread(shutil.rmtree, s.profile_dir, True)
-        os.replace(tmp, s.profile_dir)
-        log.info("session %s: login state restored into a fresh profile", s.session_id)
 
     async def _launch(self, s: _Session) -> None:
-        ctx = await self.runtime.launch_profile(s.profile_dir)
+        mode = self._mode(s)
+        ctx = await mode.open(s)
         with self._status_lock:
-            s.context = ctx
+            s.context, s.mode = ctx, mode
         ctx.on("close", lambda c: self._on_context_close(s, ctx))
         try:
             # On the context, before the first document: survives reloads and navigations.
+            await portable.install_capture(ctx, s.recorder)
             await ctx.expose_binding(
                 messaging.BINDING, lambda source, kind, raw: self._on_page_event(s, ctx, kind, raw)
             )
@@ -525,12 +549,12 @@ class SessionManager:
                 lambda source, raw: s.driver.page_changed(raw) if s.context is ctx and s.driver else None,
             )
             await ctx.add_init_script(wa.WATCH_JS)
-            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
-            for extra in ctx.pages[1:]:
-                await extra.close()
+            page = await mode.load(s, ctx)
+            for extra in ctx.pages:
+                if extra is not page:
+                    await extra.close()
             s.page = page
             page.on("crash", lambda p: self._on_page_crash(s, ctx))
-            await page.goto(self.wa_url, wait_until="domcontentloaded", timeout=wa.NAVIGATION_TIMEOUT * 1000)
         except BaseException:
             await self._close_context(s)
             raise
@@ -540,6 +564,7 @@ class SessionManager:
             lambda n, p: self._emit(s, n, p),
             self.qr_max_rotations,
             safety_probe=self.watch_safety_probe,
+            on_storage_write=lambda: self._storage_written(s),
         )
         s.driver = driver
         s.watcher = asyncio.create_task(self._watch(s, ctx, driver), name=f"watch-{s.session_id}")
@@ -558,6 +583,7 @@ class SessionManager:
         async with self._lock(s.session_id):
             if s.context is ctx:
                 s.wanted = False
+                s.latest_dump = None  # the next start takes the stored state, if one is left
                 s.watcher = None  # we are the watcher; don't cancel ourselves
                 await self._close_context(s)
 
@@ -574,14 +600,30 @@ class SessionManager:
             await asyncio.wait_for(ctx.close(), CLOSE_TIMEOUT)
         except Exception:
             log.warning("session %s: context did not close cleanly", s.session_id, exc_info=True)
-        # Chromium may still be flushing the profile; wait for the process to exit so a
-        # following rmtree/restart does not race with it. Only then is it "not live".
-        for _ in range(50):
-            if self.browser_pid(s.session_id) is None:
-                break
-            await asyncio.sleep(0.1)
+        # Only once the mode is done with it (a profile's Chromium exited) is it "not live".
+        if s.mode is not None:
+            await s.mode.closed(s)
         with self._status_lock:
             s.context, s.page = None, None
+
+    def _storage_written(self, s: _Session) -> None:
+        """The page wrote its login storage (driver hook, loop thread): snapshot it soon.
+
+        Shared mode only (a profile keeps its storage on disk by itself): debounced, so a
+        burst of writes makes one ``storage_written`` event, and the worker then stores a
+        fresh archive - a crash afterwards loses nothing the site had saved.
+        """
+        if s.mode is not self.mode or self.mode is self._profile or s.not_portable:
+            return
+        if s.storage_save is not None:
+            s.storage_save.cancel()
+
+        def due() -> None:
+            s.storage_save = None
+            if s.context is not None and s.status == "connected":
+                self._emit(s, "storage_written", {})
+
+        s.storage_save = asyncio.get_running_loop().call_later(STORAGE_SAVE_DEBOUNCE, due)
 
     def _on_page_crash(self, s: _Session, ctx: BrowserContext) -> None:
         log.warning("session %s: page crashed", s.session_id)
@@ -647,20 +689,10 @@ class SessionManager:
         if save is None or s.context is None or s.status != "connected":
             return
         try:
-            await self._wait_storage_quiet(s.session_id)
-            archive = await asyncio.to_thread(self._pack, s.session_id)
+            archive = await self._take_snapshot(s)
             await asyncio.to_thread(save, archive)
         except Exception as exc:  # noqa: BLE001 - never block a close on a snapshot
             log.warning("session %s: login state not saved before closing: %s", s.session_id, exc)
-
-    def _reusable(self, s: _Session, tag: str | None) -> bool:
-        """Whether the profile folder is intact and was last launched under ``tag``."""
-        if tag is None or not (s.profile_dir / "Default").is_dir():
-            return False
-        try:
-            return (s.profile_dir / PROFILE_TAG_FILE).read_text() == tag
-        except OSError:
-            return False
 
     def _write_tag(self, s: _Session, tag: str) -> None:
         s.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -681,7 +713,7 @@ class SessionManager:
                 log.info("session %s: restart coalesced with a newer one", sid)
                 return
             s.restarts_begun += 1
-            reuse = self._reusable(s, tag)
+            reuse = self._mode(s).reusable(s, tag)
             if blob is not None and not reuse:
                 # Validate before tearing anything down: a corrupt archive keeps the
                 # session as it was.
@@ -693,9 +725,25 @@ class SessionManager:
             await self._start_locked(s, None if reuse else blob, tag)
 
     def _validate(self, blob: bytes) -> None:
-        if self._secret is None:
-            raise LoginStateError("no login state secret configured (SECRET_KEY)")
-        login_state.verify(blob, self._secret)
+        self.mode.validate(blob)
+
+    def _mode(self, s: _Session) -> ProfileMode | SharedMode:
+        """The mode the session's next context opens in: profile once its login proved not portable."""
+        return self._profile if s.not_portable else self.mode
+
+    def _not_portable(self, s: _Session, reason: str) -> None:
+        """Record why the login cannot be carried as data; the session's next start is in profile mode.
+
+        The live shared context cannot become a profile, so it goes on running (flagged)
+        until its next start on this worker, which takes the profile route.
+        """
+        first = s.not_portable is None
+        s.not_portable = reason
+        with self._status_lock:
+            s.last_error = reason
+        if first:
+            log.warning("session %s: login state not portable; falling back to profile mode", s.session_id)
+            self._emit(s, "not_portable", {"reason": reason})
 
     async def _remove_local(self, sid: str) -> None:
         async with self._lock(sid):
@@ -707,9 +755,28 @@ class SessionManager:
                 self._sessions.pop(sid, None)
 
     async def _snapshot(self, sid: str) -> bytes:
-        await self._wait_storage_quiet(sid)
+        s = self._sessions.get(sid)
+        if s is None:
+            raise LoginStateError(f"session {sid} is not known here")
+        if s.mode is self._profile:
+            await self._wait_storage_quiet(sid)
         async with self._lock(sid):
-            return await asyncio.to_thread(self._pack, sid)
+            return await self._take_snapshot(s, quiet=True)
+
+    async def _take_snapshot(self, s: _Session, quiet: bool = False) -> bytes:
+        """A login-state archive of the live session in this mode (lock held).
+
+        In shared mode a login that cannot be carried as data (``NotPortable``) sets a
+        clear ``last_error`` and moves the session to profile mode on this worker.
+        """
+        mode = s.mode or self._mode(s)
+        if not quiet and mode is self._profile:
+            await self._wait_storage_quiet(s.session_id)
+        try:
+            return await mode.snapshot(s)
+        except NotPortable as exc:
+            self._not_portable(s, str(exc))
+            raise LoginStateError(str(exc)) from None
 
     async def _wait_storage_quiet(self, sid: str) -> None:
         """Wait until the page's storage has been quiet for Chromium's commit delay.
@@ -727,11 +794,6 @@ class SessionManager:
             if quiet >= LOCAL_STORAGE_COMMIT_DELAY:
                 break
             await asyncio.sleep(min(LOCAL_STORAGE_COMMIT_DELAY - quiet + 0.05, 1.0))
-
-    def _pack(self, sid: str) -> bytes:
-        if self._secret is None:
-            raise LoginStateError("no login state secret configured (SECRET_KEY)")
-        return login_state.pack(self.sessions_dir / sid, self._secret)
 
     async def _close_all(self) -> None:
         for sid in list(self._sessions):
