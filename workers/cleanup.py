@@ -12,7 +12,11 @@ job plans and applies, on its own worker:
   SIGKILL after ``CLEANUP_KILL_GRACE`` seconds (``browsers_killed``);
 - **stale locks** (``SingletonLock``/``SingletonSocket``/``SingletonCookie``) in the
   profile folders it keeps whose Chromium is not running: a lock left by a dead
-  Chromium makes the next launch on that folder fail (``stale_locks_removed``).
+  Chromium makes the next launch on that folder fail (``stale_locks_removed``);
+- **scratch folders** no Chromium uses any more (a global cleanup only: they belong to no
+  company): the temporary profiles of shared browsers (``BROWSER_MODE=shared``) and of
+  profile → shared conversions, left behind when a worker was killed (counted with the
+  profile folders).
 
 Scoping is the same for all three: a company's cleanup only touches leftovers of that
 company's sessions (a folder of another company's session, or of no session at all, is
@@ -34,13 +38,18 @@ from typing import Any
 from shared.jobs import JobPublisher
 from shared.services import maintenance as maintenance_services
 from workers.browser.runtime import browser_processes
-from workers.context import WorkerContext
+from workers.context import SHARED_BROWSERS_DIR, WorkerContext
+from workers.whatsapp.modes import CONVERSIONS_DIR
 from workers.whatsapp.sessions import SESSION_ID_RE
 
 log = logging.getLogger(__name__)
 
 # The files a Chromium keeps in its profile folder while it runs (symlinks, often dangling).
 LOCK_FILES: tuple[str, ...] = ("SingletonLock", "SingletonSocket", "SingletonCookie")
+# Under SESSIONS_DIR: temporary profiles of shared browsers and of conversions.
+SCRATCH_DIRS: tuple[str, ...] = (SHARED_BROWSERS_DIR, CONVERSIONS_DIR)
+# A scratch folder younger than this may belong to a Chromium that is only starting.
+SCRATCH_MIN_AGE = 60.0
 
 
 def cleanup(
@@ -144,7 +153,27 @@ def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:
         elif folder.name not in busy and folder.name not in running:
             # os.path.lexists: the lock files are symlinks, usually to nothing.
             plan.stale_locks += [folder / n for n in LOCK_FILES if os.path.lexists(folder / n)]
+    if company_id is None:
+        plan.stray_folders += _unused_scratch(root, {os.path.abspath(f) for f in raw.values()})
     return plan
+
+
+def _unused_scratch(root: Path, in_use: set[str]) -> list[Path]:
+    """Scratch folders (:data:`SCRATCH_DIRS`) that no running Chromium uses, a minute old at least."""
+    found = []
+    now = time.time()
+    for scratch in SCRATCH_DIRS:
+        base = root / scratch
+        if not base.is_dir():
+            continue
+        for folder in base.iterdir():
+            try:
+                old = now - folder.stat().st_mtime >= SCRATCH_MIN_AGE
+            except OSError:  # gone meanwhile
+                continue
+            if folder.is_dir() and old and os.path.abspath(folder) not in in_use:
+                found.append(folder)
+    return sorted(found)
 
 
 def apply_local(ctx: WorkerContext, plan: LocalPlan, company_id: str | None) -> None:
