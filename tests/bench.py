@@ -793,6 +793,13 @@ def _database(name: str) -> Iterator[str]:
 
 # The sections on PostgreSQL after the API figures: (BENCH_ONLY name, heading, bench);
 # each gets a database of its own.
+def _bench_idle(database_url: str, root: Path) -> None:
+    """The ``idle`` section, imported when run: ``tests.bench_idle`` builds on this module's helpers."""
+    from tests.bench_idle import bench_idle
+
+    bench_idle(database_url, root)
+
+
 LIVE_SECTIONS = (
     (
         "sessions",
@@ -811,8 +818,7 @@ LIVE_SECTIONS = (
     (
         "idle",
         "Idle CPU of connected sessions, and their restore (worker + Chromium + simulator, PostgreSQL):",
-        # Imported when run: tests.bench_idle builds on this module's helpers.
-        lambda url, root: __import__("tests.bench_idle", fromlist=["bench_idle"]).bench_idle(url, root),
+        _bench_idle,
     ),
     ("memory", "Memory per session by browser mode (workers + Chromium + simulator):", bench_memory),
 )
