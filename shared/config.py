@@ -143,9 +143,10 @@ class Settings:
     # Browser mode: "profile" (one Chromium per session on a persistent profile folder, the
     # default) or "shared" (sessions in non-persistent contexts of a few shared Chromiums,
     # their login carried as data). A shared Chromium holds at most
-    # BROWSER_SESSIONS_PER_PROCESS sessions, so a browser crash touches a bounded group.
+    # BROWSER_SESSIONS_PER_PROCESS sessions, so a browser crash touches a bounded group;
+    # the default matches WORKER_CAPACITY's: one shared Chromium per default-sized worker.
     BROWSER_MODE: str = "profile"
-    BROWSER_SESSIONS_PER_PROCESS: int = 10
+    BROWSER_SESSIONS_PER_PROCESS: int = 20
     TESTING: bool = False
 
     def __post_init__(self) -> None:

@@ -107,7 +107,7 @@ class BrowserRuntime:
         self,
         executable_path: str | None = None,
         headless: bool = True,
-        sessions_per_browser: int = 10,
+        sessions_per_browser: int = 20,
         shared_dir: Path | None = None,
     ) -> None:
         self._executable_path = executable_path or None  # "" (unset setting) = auto
