@@ -123,6 +123,11 @@ class WhatsappSession(Base):
         return json.loads(self.config or "{}")
 
     @property
+    def has_qr_code(self) -> bool:
+        """Whether a QR code waits to be scanned."""
+        return bool(self.qr_code)
+
+    @property
     def has_auth_state(self) -> bool:
         """Whether a login state is stored (without loading the deferred blob)."""
         return self.auth_state_updated_at is not None
