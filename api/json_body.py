@@ -16,6 +16,8 @@ from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 
+from api.json_encode import encode_compact
+
 # Far deeper than any real body of this API, far shallower than Python's stack.
 MAX_DEPTH = 64
 
@@ -120,11 +122,23 @@ def _describe(path: list[str | int]) -> str:
     return text or "the body"
 
 
+# What Flask's response() passes for a compact body.
+_COMPACT = {"separators": (",", ":")}
+
+
 class StrictJSONProvider(DefaultJSONProvider):
-    """Flask's JSON provider, reading with :func:`parse_body` and never writing ``NaN``."""
+    """Flask's JSON provider, reading with :func:`parse_body` and never writing ``NaN``.
+
+    Compact bodies of plain values go through :func:`api.json_encode.encode_compact`:
+    the same bytes, several times faster.
+    """
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         """Serialise ``obj``; a non-finite float is an error, never bare ``NaN`` output."""
+        if kwargs == _COMPACT and self.sort_keys and self.ensure_ascii:
+            text = encode_compact(obj)
+            if text is not None:
+                return text
         kwargs.setdefault("allow_nan", False)
         return super().dumps(obj, **kwargs)
 

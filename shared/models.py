@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -120,7 +121,18 @@ class WhatsappSession(Base):
     @property
     def config_dict(self) -> dict[str, Any]:
         """The session's configuration, decoded from its JSON text."""
-        return json.loads(self.config or "{}")
+        text = self.config or "{}"
+        try:
+            # orjson reads the stored (standard) JSON twice as fast; a page of sessions
+            # decodes one per row. Integers past 64 bits are json's alone.
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+    @property
+    def has_qr_code(self) -> bool:
+        """Whether a QR code waits to be scanned."""
+        return bool(self.qr_code)
 
     @property
     def has_auth_state(self) -> bool:

@@ -19,6 +19,7 @@ marshmallow's own dumps of the same data. The schemas stay the OpenAPI document'
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
@@ -101,19 +102,27 @@ def _generated_reader(steps: list[Step]) -> Dump:
     """The steps as one straight-line function over an object's attributes (no loop, no tuples).
 
     The same logic as the loop of ``read_mapping`` in :func:`_compile_one`, unrolled: each
-    field costs one ``getattr`` and, unless its converter is the identity, one call.
+    field costs one attribute read (``obj.name`` where the name allows it: a plain load,
+    not a ``getattr`` call; a missing attribute skips the field, as ``getattr``'s default
+    did) and, unless its converter is the identity - or a string's, given a ``str`` - one call.
     """
     lines = ["def read_object(obj):", "    out = {}"]
     scope: dict[str, Any] = {"missing": missing}
     for index, (key, attribute, convert) in enumerate(steps):
         scope[f"c{index}"], scope[f"k{index}"] = convert, key
         if attribute is None:
-            lines.append(f"    v = c{index}(obj)")
+            lines += [f"    v = c{index}(obj)", f"    if v is not missing: out[k{index}] = v"]
+            continue
+        if attribute.isidentifier() and not keyword.iskeyword(attribute) and not attribute.startswith("__"):
+            lines += ["    try:", f"        v = obj.{attribute}"]
+            lines += ["    except AttributeError:", "        v = missing"]
         else:
             scope[f"a{index}"] = attribute
             lines.append(f"    v = getattr(obj, a{index}, missing)")
-            if convert is not _identity:
-                lines.append(f"    if v is not None and v is not missing: v = c{index}(v)")
+        if convert is _text:
+            lines.append(f"    if type(v) is not str and v is not None and v is not missing: v = c{index}(v)")
+        elif convert is not _identity:
+            lines.append(f"    if v is not None and v is not missing: v = c{index}(v)")
         lines.append(f"    if v is not missing: out[k{index}] = v")
     lines.append("    return out")
     exec("\n".join(lines), scope)  # noqa: S102 - source built above from field names held in variables
@@ -143,9 +152,16 @@ def _compile_one(schema: Schema) -> Dump | None:
         return out
 
     read_object = _generated_reader(steps)
+    # Whether a type's objects are read as mappings, found once per type: hasattr() on an
+    # object without __getitem__ raises and catches an AttributeError each time.
+    mapping_types: dict[type, bool] = {}
 
     def dump_one(obj: Any) -> dict[str, Any]:
-        return read_mapping(obj) if hasattr(obj, "__getitem__") else read_object(obj)
+        kind = type(obj)
+        mapping = mapping_types.get(kind)
+        if mapping is None:
+            mapping = mapping_types[kind] = hasattr(obj, "__getitem__")
+        return read_mapping(obj) if mapping else read_object(obj)
 
     return dump_one
 

@@ -62,7 +62,7 @@ class SessionSchema(Schema):
     config = fields.Function(lambda s: s.config_dict, dump_only=True)
     worker_id = fields.String(dump_only=True, allow_none=True)
     epoch = fields.Integer(dump_only=True)
-    has_qr_code = fields.Function(lambda s: bool(s.qr_code), dump_only=True)
+    has_qr_code = fields.Function(lambda s: s.has_qr_code, dump_only=True)
     has_login_state = fields.Function(lambda s: s.has_auth_state, dump_only=True)
     created_at = UtcDateTime(dump_only=True)
     updated_at = UtcDateTime(dump_only=True)

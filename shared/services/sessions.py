@@ -24,6 +24,7 @@ from shared.models import Job, WhatsappSession, Worker
 from shared.services.jobs import enqueue, recent_jobs
 from shared.services.send_queue import SendQueue, send_queue
 from shared.services.workers import is_alive
+from shared.session_views import SessionView, find_view, page_views
 from shared.statuses import SessionStatus
 from shared.uow import UnitOfWork
 from shared.validation import check_phone_number, check_session_name, encode_config
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 class SessionPage:
     """One page of a company's sessions."""
 
-    items: list[WhatsappSession]
+    items: list[SessionView]
     total: int
     page: int
     per_page: int
@@ -150,32 +151,37 @@ def find_all_by_company(
 ) -> SessionPage:
     """A page of the company's sessions, newest first, optionally filtered."""
     with uow:
-        conditions = [WhatsappSession.company_id == company_id]
-        if status is not None:
-            conditions.append(WhatsappSession.status == SessionStatus(status.upper()).value)
-        if is_active is not None:
-            conditions.append(WhatsappSession.is_active.is_(is_active))
-        # The total rides on the page's rows (a window count): one round trip, not two.
-        rows = uow.db.execute(
-            select(WhatsappSession, func.count().over())
-            .where(*conditions)
-            .order_by(WhatsappSession.created_at.desc(), WhatsappSession.id)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
-        if rows:
-            total = rows[0][1]
-        elif page == 1:
-            total = 0
-        else:  # past the last page: no row to carry the total
-            total = uow.db.scalar(select(func.count()).select_from(WhatsappSession).where(*conditions))
-        return SessionPage(items=[row[0] for row in rows], total=total or 0, page=page, per_page=per_page)
+        status_value = None if status is None else SessionStatus(status.upper()).value
+        items, total = page_views(
+            uow.db.connection(),
+            company_id,
+            status=status_value,
+            is_active=is_active,
+            offset=(page - 1) * per_page,
+            limit=per_page,
+        )
+        if total is None:
+            total = 0 if page == 1 else count_sessions(uow.db, company_id, status_value, is_active)
+        return SessionPage(items=items, total=total, page=page, per_page=per_page)
 
 
-def find_by_company(uow: UnitOfWork, company_id: str, name: str) -> WhatsappSession:
-    """One session of the company, by name."""
+def count_sessions(db: DbSession, company_id: str, status: str | None, is_active: bool | None) -> int:
+    """How many sessions of the company match the filters (a page past the last one has no rows)."""
+    conditions = [WhatsappSession.company_id == company_id]
+    if status is not None:
+        conditions.append(WhatsappSession.status == status)
+    if is_active is not None:
+        conditions.append(WhatsappSession.is_active.is_(is_active))
+    return db.scalar(select(func.count()).select_from(WhatsappSession).where(*conditions)) or 0
+
+
+def find_by_company(uow: UnitOfWork, company_id: str, name: str) -> SessionView:
+    """One session of the company, by name, as a read-only view."""
     with uow:
-        return find_session(uow.db, company_id, name)
+        view = find_view(uow.db.connection(), company_id, name)
+        if view is None:
+            raise NotFound(f"session {name!r} not found")
+        return view
 
 
 def session_details(uow: UnitOfWork, company_id: str, name: str) -> SessionDetails:
