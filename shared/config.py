@@ -46,7 +46,7 @@ class Settings:
     WA_WEB_URL: str = "https://web.whatsapp.com/"
     QR_MAX_ROTATIONS: int = 5
     # A connected page reports its own changes (no polling); the driver still looks this often.
-    WATCH_SAFETY_PROBE_SECONDS: float = 5.0
+    WATCH_SAFETY_PROBE_SECONDS: float = 15.0
     # Linking by phone number: the page renews the code this often (seconds; whatsapp-web.js's
     # default), and POST /session/<name>/pairing-code waits this long for the worker's answer.
     PAIRING_CODE_INTERVAL: float = 180.0

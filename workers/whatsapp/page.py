@@ -48,7 +48,7 @@ HOOK_FLAG = "__zaphubMessagesHooked"
 
 # -- timings of the site (seconds) --------------------------------------------------------
 POLL_INTERVAL = 0.4  # how often the driver probes the page while it is not connected
-WATCH_SAFETY_PROBE = 5.0  # connected: a probe this often even if the page reported nothing
+WATCH_SAFETY_PROBE = 15.0  # connected: a probe this often even if the page reported nothing
 WATCH_DEBOUNCE_MS = 150  # the page watcher reports a burst of changes at most this often
 NAVIGATION_TIMEOUT = 45.0  # first load of web.whatsapp.com can be slow
 IDENTITY_GRACE = 15.0  # after the main screen, how long to wait for the wid in storage
