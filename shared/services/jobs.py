@@ -166,21 +166,30 @@ def _start(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
         # SQLite has one writer: the UPDATE would wait out the API's open transaction, a read does not.
         if single.db.get_bind().dialect.name == "sqlite" and single.db.get(Job, job_id) is None:
             return None
-        claimed = single.db.scalar(
-            update(Job)
-            .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
-            .values(
-                status=JobStatus.RUNNING.value,
-                worker_id=worker_id,
-                started_at=func.coalesce(Job.started_at, utcnow()),
-            )
-            .returning(Job),
-            execution_options={"synchronize_session": False, "populate_existing": True},
-        )
+        claimed = _claim(single, job_id, worker_id)
         if claimed is not None:
             return claimed
-        # Not claimed: finished already (returned unchanged), or not visible yet (None).
-        return single.db.get(Job, job_id)
+        # Not claimed: finished already (returned unchanged), not visible yet (None), or
+        # committed just after the UPDATE looked (claimed now).
+        found = single.db.get(Job, job_id)
+        if found is None or found.status in FINISHED_JOB_STATUSES:
+            return found
+        return _claim(single, job_id, worker_id) or single.db.get(Job, job_id, populate_existing=True)
+
+
+def _claim(single: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
+    """Mark an unfinished job running on ``worker_id``, in one statement; ``None`` if none matched."""
+    return single.db.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
+        .values(
+            status=JobStatus.RUNNING.value,
+            worker_id=worker_id,
+            started_at=func.coalesce(Job.started_at, utcnow()),
+        )
+        .returning(Job),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    )
 
 
 def finish_job(
