@@ -48,12 +48,18 @@ def test_a_finished_job_is_answered_without_waiting(client, settings, tenant, mo
     job_id = queued_job(settings, tenant.company_id)
     job_services.finish_job(UnitOfWork(settings), job_id, {"done": True})
 
-    def no_wait(*args, **kwargs):
-        raise AssertionError("a finished job must not be waited for")
+    reads: list[str] = []
+    real_read = job_services._company_job
 
-    monkeypatch.setattr(job_services, "wait_for_jobs", no_wait)
+    def counted(*args):
+        reads.append(args[2])
+        return real_read(*args)
+
+    # One read and no pause: a pause would be followed by a second read.
+    monkeypatch.setattr(job_services, "_company_job", counted)
     response = client.get(f"/jobs/{job_id}?wait=30", headers=tenant.admin)
     assert response.status_code == 200
+    assert reads == [job_id]
     assert response.get_json()["status"] == "succeeded"
     assert response.get_json()["result"] == {"done": True}
 
