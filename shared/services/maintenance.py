@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, not_, or_, select, update
+from sqlalchemy import and_, delete, false, func, not_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
@@ -113,8 +113,12 @@ def _cleanup_queries(cut: _Cutoffs, company_id: str | None) -> dict[str, Any]:
             WhatsappSession.qr_code.is_not(None),
             WhatsappSession.status != SessionStatus.QRCODE.value,
         ),
-        "beat_jobs": _scoped(select(Job.id), Job, company_id).where(
-            Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < cut.beat
+        # Beat runs belong to no company: a company's cleanup has none to look for.
+        "beat_jobs": select(Job.id).where(
+            Job.scheduled.is_(True),
+            Job.noop.is_(True),
+            Job.finished_at < cut.beat,
+            *(() if company_id is None else (false(),)),
         ),
         "old_events": _scoped(select(Event.id), Event, company_id).where(Event.created_at < cut.event),
         "old_jobs": _scoped(select(Job.id), Job, company_id).where(*_old_jobs(cut.old_job, cut.beat)),
@@ -165,6 +169,9 @@ def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
     return (
         Job.status.in_(sorted(FINISHED_JOB_STATUSES)),
         Job.finished_at < cutoff,
+        # Implied (a job finishes after it is created), and lets a company's scan use its
+        # (company, created) index for the old rows only instead of reading all its jobs.
+        Job.created_at < cutoff,
         not_(and_(Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff)),
     )
 
