@@ -20,12 +20,13 @@ it answered, never older, computed by the very code that the real run applies.
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, not_, or_, select, update
+from sqlalchemy import DateTime, Select, and_, bindparam, delete, false, func, not_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
@@ -156,9 +157,18 @@ def nothing_to_clean(uow: UnitOfWork, company_id: str | None) -> bool:
     plan's six selects and their transaction. A row that turns due just after is the next
     cleanup's, exactly as if it had turned due after the plan.
     """
-    queries = _cleanup_queries(_Cutoffs.at(uow.settings, utcnow()), company_id)
+    params = asdict(_Cutoffs.at(uow.settings, utcnow())) | {"company_id": company_id}
     with AutocommitUnitOfWork(uow.settings) as single:
-        return not single.db.scalar(select(or_(*(query.exists() for query in queries.values()))))
+        return not single.db.scalar(_probe(company_id is not None), params)
+
+
+@functools.cache
+def _probe(scoped: bool) -> Select:
+    """The statement of :func:`nothing_to_clean`, built once per process (a company's, or global):
+    its cutoffs and company are bound parameters, so a cleanup builds no expression tree."""
+    cut = _Cutoffs(**{f.name: bindparam(f.name, type_=DateTime(timezone=True)) for f in fields(_Cutoffs)})
+    queries = _cleanup_queries(cut, bindparam("company_id") if scoped else None)
+    return select(or_(*(query.exists() for query in queries.values())))
 
 
 def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
