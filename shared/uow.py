@@ -99,3 +99,16 @@ class RequestUnitOfWork(UnitOfWork):
             self._handed_on = True
             return True
         return False
+
+
+class AutocommitUnitOfWork(UnitOfWork):
+    """A unit of work on the autocommit pool: every statement is a transaction of its own.
+
+    For work that is one statement (a job claimed or closed with ``UPDATE … RETURNING``,
+    a single read): it is committed, and durable, when the statement returns, and costs
+    no ``BEGIN`` and ``COMMIT`` round trips. Never for several writes that belong together.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        self.read_only = True  # the autocommit session factory

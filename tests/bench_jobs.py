@@ -8,6 +8,10 @@ the client long-polls (``?wait=``), and the client polls plainly every :data:`PO
 Baseline: a bare Celery task on the same Redis, in a worker process started here with
 the same pool (threads): ``apply_async`` and wait for its result (Redis result backend).
 
+Two floors are measured beside them, in the same runs: the two HTTP requests of a
+long-polled round trip with no work behind them (``GET /health/live`` twice), and the
+three durable commits a job needs (created, claimed, finished) as one-row UPDATEs.
+
 Each of :data:`RUNS` runs takes :data:`SAMPLES` round trips of every variant in turn,
 so that the load of the (shared) machine falls on all of them alike; printed: min and median of all
 the samples, each run's median, and the ratio of medians to the baseline. Then the
@@ -142,8 +146,17 @@ def bench_jobs(database_url: str, root: Path) -> None:
                     marks.append((wall, posted - started, done - started, job_id))
                 return done - started
 
+            def http_floor_once() -> float:
+                # The two requests a long-polled round trip makes, with no work behind them.
+                started = time.perf_counter()
+                for _ in range(2):
+                    assert http.get(f"{base}/health/live").status_code == 200
+                return time.perf_counter() - started
+
             variants = (
                 ("bare Celery task (apply_async+get)", bare_once),
+                ("floor: 2 HTTP requests (/health/live)", http_floor_once),
+                ("floor: 3 durable commits (1-row UPDATE)", lambda: _commits_once(settings, 3)),
                 ("ZapHub cleanup job, long-poll", lambda: zaphub_once(True)),
                 (f"ZapHub cleanup job, poll {POLL_INTERVAL * 1000:.0f} ms", lambda: zaphub_once(False)),
             )
@@ -165,6 +178,20 @@ def bench_jobs(database_url: str, root: Path) -> None:
         worker.terminate()
         worker.kill()
         bare.stop()
+
+
+def _commits_once(settings, commits: int) -> float:
+    """``commits`` one-row autocommitted UPDATEs on the bench database (a job's INSERT, claim and
+    finish each wait for one WAL flush): the time of their round trips and flushes."""
+    from sqlalchemy import text
+
+    from shared.db import read_engine_for
+
+    with read_engine_for(settings.DATABASE_URL).connect() as connection:
+        started = time.perf_counter()
+        for _ in range(commits):
+            connection.execute(text("UPDATE companies SET name = name WHERE name = 'jobs'"))
+        return time.perf_counter() - started
 
 
 def _breakdown(settings, marks: list[tuple[float, ...]]) -> None:

@@ -20,12 +20,13 @@ it answered, never older, computed by the very code that the real run applies.
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, not_, select, update
+from sqlalchemy import DateTime, Select, and_, bindparam, delete, false, func, not_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
@@ -37,7 +38,7 @@ from shared.services import events
 from shared.services.jobs import enqueue, read_budget
 from shared.services.workers import live_workers
 from shared.statuses import SessionStatus
-from shared.uow import UnitOfWork
+from shared.uow import AutocommitUnitOfWork, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -76,62 +77,98 @@ def _scoped(query, model, company_id: str | None):
     return query if company_id is None else query.where(model.company_id == company_id)
 
 
+@dataclass(frozen=True)
+class _Cutoffs:
+    """The moments a cleanup started at ``now`` measures age against."""
+
+    retention: datetime
+    stale_job: datetime
+    beat: datetime
+    event: datetime
+    old_job: datetime
+
+    @classmethod
+    def at(cls, settings: Settings, now: datetime) -> _Cutoffs:
+        return cls(
+            retention=now - timedelta(days=settings.CLEANUP_RETENTION_DAYS),
+            stale_job=now - timedelta(seconds=settings.JOB_STALE_SECONDS),
+            beat=now - timedelta(seconds=settings.BEAT_NOOP_RETENTION_SECONDS),
+            event=now - timedelta(days=settings.EVENT_RETENTION_DAYS),
+            old_job=now - timedelta(days=settings.JOB_RETENTION_DAYS),
+        )
+
+
+def _cleanup_queries(cut: _Cutoffs, company_id: str | None) -> dict[str, Any]:
+    """The selects of each part of a cleanup plan (rows, ids or a count), by part."""
+    return {
+        "purge": _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
+            WhatsappSession.is_active.is_(False),
+            WhatsappSession.status.in_([SessionStatus.DISCONNECTED.value, SessionStatus.ERROR.value]),
+            WhatsappSession.updated_at < cut.retention,
+        ),
+        "stale_jobs": _scoped(select(Job), Job, company_id).where(
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+            Job.created_at < cut.stale_job,
+        ),
+        "stale_qr": _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
+            WhatsappSession.qr_code.is_not(None),
+            WhatsappSession.status != SessionStatus.QRCODE.value,
+        ),
+        # Beat runs belong to no company: a company's cleanup has none to look for.
+        "beat_jobs": select(Job.id).where(
+            Job.scheduled.is_(True),
+            Job.noop.is_(True),
+            Job.finished_at < cut.beat,
+            *(() if company_id is None else (false(),)),
+        ),
+        "old_events": _scoped(select(Event.id), Event, company_id).where(Event.created_at < cut.event),
+        "old_jobs": _scoped(select(Job.id), Job, company_id).where(*_old_jobs(cut.old_job, cut.beat)),
+    }
+
+
 def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> CleanupPlan:
     """Compute the cleanup for one company (or every company when ``None``).
 
     Beat runs belong to no company, so only a global cleanup purges (and counts) them.
     """
-    now = utcnow()
-    retention_cutoff = now - timedelta(days=settings.CLEANUP_RETENTION_DAYS)
-    job_cutoff = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    purge = db.scalars(
-        _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
-            WhatsappSession.is_active.is_(False),
-            WhatsappSession.status.in_([SessionStatus.DISCONNECTED.value, SessionStatus.ERROR.value]),
-            WhatsappSession.updated_at < retention_cutoff,
-        )
-    )
-    stale_jobs = db.scalars(
-        _scoped(select(Job), Job, company_id).where(
-            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-            Job.created_at < job_cutoff,
-        )
-    )
-    stale_qr = db.scalars(
-        _scoped(select(WhatsappSession), WhatsappSession, company_id).where(
-            WhatsappSession.qr_code.is_not(None),
-            WhatsappSession.status != SessionStatus.QRCODE.value,
-        )
-    )
-    beat_cutoff = now - timedelta(seconds=settings.BEAT_NOOP_RETENTION_SECONDS)
-    beat_jobs = db.scalars(
-        _scoped(select(Job.id), Job, company_id).where(
-            Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff
-        )
-    )
-    event_cutoff = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
-    old_events = db.scalar(
-        _scoped(select(func.count()).select_from(Event), Event, company_id).where(
-            Event.created_at < event_cutoff
-        )
-    )
-    old_job_cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
-    old_jobs = db.scalar(
-        _scoped(select(func.count()).select_from(Job), Job, company_id).where(
-            *_old_jobs(old_job_cutoff, beat_cutoff)
-        )
-    )
+    cut = _Cutoffs.at(settings, utcnow())
+    queries = _cleanup_queries(cut, company_id)
+
+    def count(query) -> int:
+        return db.scalar(select(func.count()).select_from(query.subquery())) or 0
+
     return CleanupPlan(
-        list(purge),
-        list(stale_jobs),
-        list(stale_qr),
-        list(beat_jobs),
-        old_events or 0,
-        event_cutoff,
-        old_jobs or 0,
-        old_job_cutoff,
-        beat_cutoff,
+        list(db.scalars(queries["purge"])),
+        list(db.scalars(queries["stale_jobs"])),
+        list(db.scalars(queries["stale_qr"])),
+        list(db.scalars(queries["beat_jobs"])),
+        count(queries["old_events"]),
+        cut.event,
+        count(queries["old_jobs"]),
+        cut.old_job,
+        cut.beat,
     )
+
+
+def nothing_to_clean(uow: UnitOfWork, company_id: str | None) -> bool:
+    """Whether the database half of a cleanup would change nothing now, in one autocommitted read.
+
+    Most cleanups find nothing: this one ``SELECT EXISTS … OR EXISTS …`` then replaces the
+    plan's six selects and their transaction. A row that turns due just after is the next
+    cleanup's, exactly as if it had turned due after the plan.
+    """
+    params = asdict(_Cutoffs.at(uow.settings, utcnow())) | {"company_id": company_id}
+    with AutocommitUnitOfWork(uow.settings) as single:
+        return not single.db.scalar(_probe(company_id is not None), params)
+
+
+@functools.cache
+def _probe(scoped: bool) -> Select:
+    """The statement of :func:`nothing_to_clean`, built once per process (a company's, or global):
+    its cutoffs and company are bound parameters, so a cleanup builds no expression tree."""
+    cut = _Cutoffs(**{f.name: bindparam(f.name, type_=DateTime(timezone=True)) for f in fields(_Cutoffs)})
+    queries = _cleanup_queries(cut, bindparam("company_id") if scoped else None)
+    return select(or_(*(query.exists() for query in queries.values())))
 
 
 def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
@@ -142,6 +179,9 @@ def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
     return (
         Job.status.in_(sorted(FINISHED_JOB_STATUSES)),
         Job.finished_at < cutoff,
+        # Implied (a job finishes after it is created), and lets a company's scan use its
+        # (company, created) index for the old rows only instead of reading all its jobs.
+        Job.created_at < cutoff,
         not_(and_(Job.scheduled.is_(True), Job.noop.is_(True), Job.finished_at < beat_cutoff)),
     )
 
@@ -184,8 +224,8 @@ def fan_out_worker_cleanups(
     holds back the others; it carries its worker's id, so a copy moved to ``control`` by
     sync is refused rather than run on another worker's disk.
     """
-    with uow:
-        workers = [w.id for w in live_workers(uow.db, uow.settings.WORKER_LEASE) if w.id != exclude]
+    with AutocommitUnitOfWork(uow.settings) as single:
+        workers = [w.id for w in live_workers(single.db, uow.settings.WORKER_LEASE) if w.id != exclude]
     children: dict[str, str] = {}
     for worker_id in workers:
         with uow:
@@ -329,6 +369,10 @@ def request_sync(uow: UnitOfWork, publisher: JobPublisher, company_id: str) -> J
 
 def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
     """Carry out the cleanup plan in one transaction and return its metrics."""
+    if nothing_to_clean(uow, company_id):
+        metrics = {"dry_run": False, **CleanupPlan().metrics()}
+        log.info("cleanup for company %s: nothing to do in the database", company_id or "*")
+        return metrics
     with uow:
         plan = plan_cleanup(uow.db, uow.settings, company_id)
         metrics = {"dry_run": False, **plan.metrics()}

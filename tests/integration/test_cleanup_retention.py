@@ -65,3 +65,26 @@ def test_job_retention_is_a_setting(uow, tenant):
     assert maintenance.apply_cleanup(UnitOfWork(short), tenant.company_id)["jobs_purged"] == 1
     with UnitOfWork(uow.settings) as u:
         assert len(list(u.db.scalars(select(Job)))) == 1
+
+
+def test_the_probe_finds_each_kind_of_work_within_its_scope(uow, tenant, other_tenant):
+    # The probe gates the cleanup's transaction: a kind it missed would never be cleaned.
+    def nothing(company_id: str | None) -> bool:
+        return maintenance.nothing_to_clean(UnitOfWork(uow.settings), company_id)
+
+    assert nothing(tenant.company_id) and nothing(None)
+    for job in (
+        _job(other_tenant.company_id, days=40),  # finished past retention
+        _job(other_tenant.company_id, days=1, status="queued", finished_at=None),  # stale
+    ):
+        with UnitOfWork(uow.settings) as u:
+            u.db.add(job)
+            u.commit()
+        assert nothing(tenant.company_id) and not nothing(other_tenant.company_id) and not nothing(None)
+        with UnitOfWork(uow.settings) as u:
+            u.db.delete(u.db.get(Job, job.id))
+            u.commit()
+    with UnitOfWork(uow.settings) as u:
+        u.db.add(_job(None, days=2, scheduled=True, noop=True))  # a beat run past its day
+        u.commit()
+    assert nothing(tenant.company_id) and not nothing(None)

@@ -48,12 +48,18 @@ def test_a_finished_job_is_answered_without_waiting(client, settings, tenant, mo
     job_id = queued_job(settings, tenant.company_id)
     job_services.finish_job(UnitOfWork(settings), job_id, {"done": True})
 
-    def no_wait(*args, **kwargs):
-        raise AssertionError("a finished job must not be waited for")
+    reads: list[str] = []
+    real_read = job_services._company_job
 
-    monkeypatch.setattr(job_services, "wait_for_jobs", no_wait)
+    def counted(*args):
+        reads.append(args[2])
+        return real_read(*args)
+
+    # One read and no pause: a pause would be followed by a second read.
+    monkeypatch.setattr(job_services, "_company_job", counted)
     response = client.get(f"/jobs/{job_id}?wait=30", headers=tenant.admin)
     assert response.status_code == 200
+    assert reads == [job_id]
     assert response.get_json()["status"] == "succeeded"
     assert response.get_json()["result"] == {"done": True}
 
@@ -151,3 +157,20 @@ def test_a_worker_reads_a_job_row_again_until_it_is_committed(settings, tenant, 
     thread.join(60)
     assert reads[0] is None  # it did look before the commit
     assert started["job"] is not None and started["job"].status == "running"
+
+
+def test_a_row_committed_just_after_the_claim_looked_is_claimed_not_skipped(settings, tenant, monkeypatch):
+    # The claim's UPDATE found nothing (the API had not committed); the read just after
+    # finds the row queued: it must be claimed then, not taken for a finished job.
+    job_id = queued_job(settings, tenant.company_id)
+    real_claim = job_services._claim
+    misses = iter([True])
+
+    def late(*args):
+        return None if next(misses, False) else real_claim(*args)
+
+    monkeypatch.setattr(job_services, "_claim", late)
+    started = job_services.start_job(UnitOfWork(settings), job_id, "w1")
+    assert started is not None and started.status == "running" and started.worker_id == "w1"
+    with UnitOfWork(settings) as uow:
+        assert uow.db.get(Job, job_id).status == "running"

@@ -77,6 +77,9 @@ def browser_processes() -> dict[int, str]:
     """
     found: dict[int, str] = {}
     for pid, raw in proc_files("cmdline"):
+        # Most processes are no Chromium: a byte search skips them before any decoding.
+        if USER_DATA_DIR not in raw:
+            continue
         args = raw.decode(errors="replace").split("\0")
         if any(a.startswith("--type=") for a in args):
             continue
@@ -87,17 +90,41 @@ def browser_processes() -> dict[int, str]:
     return found
 
 
+USER_DATA_DIR = b"--user-data-dir="
+PROC_READ_SIZE = 65536
+
+
 def proc_files(name: str) -> Iterator[tuple[int, bytes]]:
     """``(pid, contents of /proc/<pid>/<name>)`` of every process that can be read now."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/{name}", "rb") as fh:
-                raw = fh.read()
-        except OSError:  # ended meanwhile, or not ours to read
-            continue
-        yield int(entry), raw
+        raw = _read_whole(f"/proc/{entry}/{name}")
+        if raw is not None:
+            yield int(entry), raw
+
+
+def _read_whole(path: str) -> bytes | None:
+    """A /proc file's contents, or ``None`` when it cannot be read (ended meanwhile, not ours).
+
+    Plain ``os`` calls: a scan reads one small file per process, and ``open()``'s buffered
+    file object costs about as much as the read itself.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        # procfs fills a read as far as the file goes: a short read is the end (one call,
+        # not a second one that returns nothing).
+        chunks = [os.read(fd, PROC_READ_SIZE)]
+        while len(chunks[-1]) == PROC_READ_SIZE:
+            chunks.append(os.read(fd, PROC_READ_SIZE))
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class BrowserRuntime:
