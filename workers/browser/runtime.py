@@ -87,7 +87,21 @@ def browser_processes() -> dict[int, str]:
             if arg.startswith("--user-data-dir="):
                 found[pid] = arg.split("=", 1)[1]
                 break
-    return found
+    # A child the browser forked and has not yet exec'd still shows the browser's command
+    # line for a moment: it is the same browser, not a second one.
+    return {pid: folder for pid, folder in found.items() if found.get(_parent_pid(pid)) != folder}
+
+
+def _parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` from ``/proc/<pid>/stat`` (None if it ended meanwhile)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
 
 
 USER_DATA_DIR = b"--user-data-dir="
