@@ -52,6 +52,10 @@ def on_worker_init(**_kwargs) -> None:
         if interrupted:
             log.warning("worker %s: %d interrupted jobs marked failed", ctx.worker_id, interrupted)
         import_on_start(ctx)  # sessions of the old service, before anything restores sessions
+        # Starting the browser runtime can outlast the lease on a busy host: beat once now,
+        # so no placement takes this worker for dead before its heartbeat thread runs.
+        if not ctx.heartbeat():
+            raise worker_services.WorkerIdInUse(f"worker id {ctx.worker_id!r} was taken over while starting")
         _background.extend(start_background(ctx))
     except worker_services.WorkerIdInUse as exc:
         log.error("worker refused to start: %s", exc)
