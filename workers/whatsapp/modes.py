@@ -154,6 +154,15 @@ class ProfileMode(_Mode):
         except OSError:
             return False
 
+    async def remember_tag(self, s: _Session, tag: str) -> None:
+        """Write ``tag`` into the profile folder, for :meth:`reusable` to compare later."""
+
+        def write() -> None:
+            s.profile_dir.mkdir(parents=True, exist_ok=True)
+            (s.profile_dir / PROFILE_TAG_FILE).write_text(tag)
+
+        await asyncio.to_thread(write)
+
     async def closed(self, s: _Session) -> None:
         """Wait for the Chromium process to exit, so a following rmtree/restart does not race it."""
         for _ in range(50):
@@ -255,6 +264,9 @@ class SharedMode(_Mode):
 
     async def reuse(self, s: _Session, blob: bytes | None) -> None:
         """The latest dump in memory is used as it is."""
+
+    async def remember_tag(self, s: _Session, tag: str) -> None:
+        """Nothing on disk: the session's ``tag`` (set by the manager) is what :meth:`reusable` compares."""
 
     async def closed(self, s: _Session) -> None:
         """Nothing to wait for: the shared browser goes on serving the others."""

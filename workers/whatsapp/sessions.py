@@ -78,7 +78,7 @@ from workers.whatsapp.messaging import (
     QuotedMessageNotFound,
     SessionNotConnected,
 )
-from workers.whatsapp.modes import PROFILE_TAG_FILE, ProfileMode, SharedMode
+from workers.whatsapp.modes import ProfileMode, SharedMode
 from workers.whatsapp.page import NotWaitingToLink, PairingError, PairingRefused
 from workers.whatsapp.portable import KeyRecorder, NotPortable
 
@@ -504,8 +504,7 @@ class SessionManager:
             restoring = True
         if tag is not None:
             s.tag = tag
-            if self._mode(s) is self._profile:
-                await asyncio.to_thread(self._write_tag, s, tag)
+            await self._mode(s).remember_tag(s, tag)
         s.wanted = True
         s.failures = 0
         # ``restore`` marks a start from stored login state (the worker times it until ``ready``).
@@ -693,10 +692,6 @@ class SessionManager:
             await asyncio.to_thread(save, archive)
         except Exception as exc:  # noqa: BLE001 - never block a close on a snapshot
             log.warning("session %s: login state not saved before closing: %s", s.session_id, exc)
-
-    def _write_tag(self, s: _Session, tag: str) -> None:
-        s.profile_dir.mkdir(parents=True, exist_ok=True)
-        (s.profile_dir / PROFILE_TAG_FILE).write_text(tag)
 
     async def _stop_locked(self, s: _Session, reason: str) -> None:
         s.wanted = False
