@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, fields, missing
@@ -53,7 +53,16 @@ def _datetime(field: fields.DateTime, utc: bool) -> Callable[[Any], Any]:
             value = value.replace(tzinfo=UTC)
         return format_func(value) if format_func else value.strftime(data_format)
 
+    if format_func is datetime.isoformat:
+        # The generated reader writes this one inline (a page of sessions has 300 of them).
+        INLINE_ISO[convert] = utc
     return convert
+
+
+# Converters the generated reader inlines: ISO datetimes (→ whether naive means UTC), and
+# integer fields (whose conversion is ``int(value)``, nothing to do for an ``int``).
+INLINE_ISO: dict[Callable[[Any], Any], bool] = {}
+INLINE_INT: set[Callable[[Any], Any]] = set()
 
 
 def _value_converter(field: fields.Field) -> Callable[[Any], Any] | None:
@@ -65,6 +74,8 @@ def _value_converter(field: fields.Field) -> Callable[[Any], Any] | None:
     if serialize is fields.String._serialize:
         return _text
     if serialize is fields.Number._serialize and not field.as_string:
+        if field.num_type is int:
+            INLINE_INT.add(field._format_num)
         return field._format_num
     if serialize is fields.Field._serialize:  # Boolean, Raw: the value as it is
         return _identity
@@ -107,7 +118,7 @@ def _generated_reader(steps: list[Step]) -> Dump:
     did) and, unless its converter is the identity - or a string's, given a ``str`` - one call.
     """
     lines = ["def read_object(obj):", "    out = {}"]
-    scope: dict[str, Any] = {"missing": missing}
+    scope: dict[str, Any] = {"missing": missing, "UTC": UTC, "iso": datetime.isoformat}
     for index, (key, attribute, convert) in enumerate(steps):
         scope[f"c{index}"], scope[f"k{index}"] = convert, key
         if attribute is None:
@@ -121,6 +132,14 @@ def _generated_reader(steps: list[Step]) -> Dump:
             lines.append(f"    v = getattr(obj, a{index}, missing)")
         if convert is _text:
             lines.append(f"    if type(v) is not str and v is not None and v is not missing: v = c{index}(v)")
+        elif convert in INLINE_INT:
+            lines.append(f"    if type(v) is not int and v is not None and v is not missing: v = c{index}(v)")
+        elif convert in INLINE_ISO:
+            # datetime.isoformat unbound, as marshmallow calls it: anything but a datetime fails alike.
+            lines.append("    if v is not None and v is not missing:")
+            if INLINE_ISO[convert]:
+                lines.append("        if v.tzinfo is None: v = v.replace(tzinfo=UTC)")
+            lines.append("        v = iso(v)")
         elif convert is not _identity:
             lines.append(f"    if v is not None and v is not missing: v = c{index}(v)")
         lines.append(f"    if v is not missing: out[k{index}] = v")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
 from marshmallow import Schema, fields
 
 from api.schemas.fast_dump import fast_dumper
+from api.schemas.fields import UtcDateTime
 
 
 class Shape(Schema):
@@ -44,3 +48,40 @@ def test_missing_attributes_and_odd_values_dump_as_marshmallow_dumps_them():
         assert fast(obj) == Schema.dump(schema, obj), obj
     assert fast(Partial(7, None)) == {"text": "7", "flag": None}
     assert fast(Raising()) == {"text": "t", "number": 3, "renamed": "12"}
+
+
+class Times(Schema):
+    count = fields.Integer()
+    at = fields.DateTime()
+    utc_at = UtcDateTime()
+
+
+class Stamped:
+    def __init__(self, count, at, utc_at) -> None:
+        self.count, self.at, self.utc_at = count, at, utc_at
+
+
+def test_inlined_integers_and_iso_datetimes_dump_as_marshmallow_dumps_them():
+    schema = Times()
+    fast = fast_dumper(schema)
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    aware = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=timezone(timedelta(hours=-3)))
+    objects = [
+        Stamped(3, naive, naive),
+        Stamped(True, aware, aware),  # a bool is an int to marshmallow: 1
+        Stamped("12", None, None),
+        Stamped(2**70, naive.replace(microsecond=0), aware),
+    ]
+    for obj in objects:
+        assert fast(obj) == Schema.dump(schema, obj), vars(obj)
+    expected = {"count": 3, "at": "2026-01-02T03:04:05", "utc_at": "2026-01-02T03:04:05+00:00"}
+    assert fast(objects[0]) == expected
+    assert type(fast(objects[1])["count"]) is int
+
+
+def test_a_date_in_a_datetime_field_fails_as_marshmallow_fails():
+    fast = fast_dumper(Times())
+    with pytest.raises(TypeError):
+        Schema.dump(Times(), Stamped(1, date(2026, 1, 2), None))
+    with pytest.raises(TypeError):
+        fast(Stamped(1, date(2026, 1, 2), None))
