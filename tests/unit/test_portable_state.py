@@ -127,15 +127,6 @@ def test_recorder_drops_duplicates_and_malformed_calls() -> None:
     assert KeyRecorder.from_records(recorder.records() + [RECORD]).records() == [RECORD, other]
 
 
-def test_recorder_tells_when_a_new_key_arrives() -> None:
-    calls: list[tuple] = []
-    recorder = KeyRecorder.from_records([RECORD], on_new=lambda *args: calls.append(args))
-    recorder.record(RECORD)  # known already: no call
-    assert calls == []
-    recorder.record({**RECORD, "usages": ["deriveBits"]})
-    assert calls == [()]  # called with nothing: the material never leaves the recorder
-
-
 def test_recorder_is_bounded() -> None:
     recorder = KeyRecorder()
     for i in range(200):

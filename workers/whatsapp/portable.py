@@ -29,7 +29,6 @@ import binascii
 import json
 import logging
 import secrets as _secrets
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -102,14 +101,9 @@ class KeyRecorder:
     an encrypted login-state archive.
     """
 
-    def __init__(self, on_new: Callable[[], None] | None = None) -> None:
-        """``on_new`` is called (with no argument: never the material) each time a new key is kept.
-
-        The site imports its key when the phone links, so this is the moment to snapshot.
-        """
+    def __init__(self) -> None:
         self._records: list[dict] = []
         self._seen: set[str] = set()
-        self._on_new = on_new
 
     def record(self, raw: dict) -> None:
         """Keep one import sent by the init script.
@@ -129,8 +123,6 @@ class KeyRecorder:
             return
         self._seen.add(ident)
         self._records.append(rec)
-        if self._on_new is not None:
-            self._on_new()
 
     def records(self) -> list[dict]:
         """JSON-able records: ``[{"format", "keyData" (base64), "algorithm", "usages"}]``, oldest first."""
@@ -140,11 +132,11 @@ class KeyRecorder:
         return len(self._records)
 
     @classmethod
-    def from_records(cls, records: list[dict], on_new: Callable[[], None] | None = None) -> KeyRecorder:
+    def from_records(cls, records: list[dict]) -> KeyRecorder:
         """A recorder holding ``records`` (from a stored login state); raises :class:`InvalidState`."""
         if not isinstance(records, list):
             raise InvalidState("key records are not a list")
-        recorder = cls(on_new)
+        recorder = cls()
         for raw in records:
             rec = _check_record(raw)
             ident = _identity(rec)
