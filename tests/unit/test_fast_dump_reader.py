@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from marshmallow import Schema, fields
@@ -85,3 +85,12 @@ def test_a_date_in_a_datetime_field_fails_as_marshmallow_fails():
         Schema.dump(Times(), Stamped(1, date(2026, 1, 2), None))
     with pytest.raises(TypeError):
         fast(Stamped(1, date(2026, 1, 2), None))
+
+
+def test_the_same_instant_in_two_zones_keeps_each_zones_text():
+    # Equal datetimes: a memo keyed on the value alone would answer the first one's text.
+    fast = fast_dumper(Times())
+    utc = datetime(2026, 5, 6, 7, 8, 9, 10, tzinfo=UTC)
+    for at in (utc, utc.astimezone(timezone(timedelta(hours=2))), utc.replace(tzinfo=None), utc):
+        assert fast(Stamped(0, at, at)) == Schema.dump(Times(), Stamped(0, at, at)), at
+    assert fast(Stamped(0, None, utc.astimezone(timezone(timedelta(hours=2)))))["utc_at"].endswith("+02:00")
