@@ -63,9 +63,17 @@ def cleanup(
     part here, while the others do theirs: a child job to itself would only add a
     round trip through the broker and the jobs table.
     """
-    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
+    # One read tells both whether the database half has work and whom to fan out to.
+    survey = maintenance_services.survey_cleanup(ctx.uow(), company_id)
+    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id, due=survey.due)
     children = maintenance_services.fan_out_worker_cleanups(
-        ctx.uow(), publisher, company_id, dry_run=False, parent_id=parent_id, exclude=ctx.worker_id
+        ctx.uow(),
+        publisher,
+        company_id,
+        dry_run=False,
+        parent_id=parent_id,
+        exclude=ctx.worker_id,
+        live=survey.live_workers,
     )
     try:
         own = local_cleanup(ctx, company_id, dry_run=False)
