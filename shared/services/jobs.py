@@ -120,6 +120,13 @@ def get_job(uow: UnitOfWork, company_id: str, job_id: str, wait: float = 0.0) ->
     return wait_for_jobs(uow.settings, [job_id], wait, read)
 
 
+def await_job(settings: Settings, company_id: str, job_id: str, wait: float) -> Job:
+    """:func:`get_job` with ``wait``, for a caller that just enqueued the job in a transaction of
+    its own: each read is one autocommitted statement on a session of its own (no ``BEGIN`` or
+    ``ROLLBACK`` round trips, no connection held while waiting)."""
+    return get_job(AutocommitUnitOfWork(settings), company_id, job_id, wait=wait)
+
+
 def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
     with uow:
         job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
