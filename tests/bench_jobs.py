@@ -100,6 +100,12 @@ def _figure(label: str, runs: list[list[float]], baseline: float | None = None) 
     return f"  {label:<34} min {low:6.1f} ms  median {mid:6.1f} ms  [run medians {per_run}]{ratio}"
 
 
+def _floors_sum(floors: list[list[list[float]]], baseline: float) -> str:
+    """The floors' medians added up, against the baseline: how near ZapHub could get at best."""
+    total = sum(statistics.median([s for run in runs for s in run]) for runs in floors) * 1000
+    return f"  {'sum of floors (medians)':<34} {total:6.1f} ms = {total / (baseline * 1000):.1f}× bare (median)"
+
+
 def bench_jobs(database_url: str, root: Path) -> None:
     """Print the bare Celery round trip and ZapHub's cleanup-job round trip, min / median."""
     from shared.services import accounts
@@ -170,6 +176,7 @@ def bench_jobs(database_url: str, root: Path) -> None:
             baseline = statistics.median([s for run in results[variants[0][0]] for s in run])
             for index, (label, _) in enumerate(variants):
                 print(_figure(label, results[label], baseline * 1000 if index else None))
+            print(_floors_sum([results[label] for label, _ in variants[1:3]], baseline))
             marks: list[tuple[float, ...]] = []
             for _ in range(SAMPLES):
                 zaphub_once(True, marks)
