@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Executable, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
@@ -189,15 +190,45 @@ def _start(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
 def _claim(single: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
     """Mark an unfinished job running on ``worker_id``, in one statement; ``None`` if none matched."""
     return single.db.scalar(
-        update(Job)
-        .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
+        _claim_statement(),
+        {"job_id": job_id, "worker_id": worker_id, "now": utcnow()},
+        execution_options={"populate_existing": True},
+    )
+
+
+# The claim and the close are built once per process, with bound parameters: every job runs
+# both, and building an ORM UPDATE (and its bulk-update bookkeeping) costs more than sending it.
+@functools.cache
+def _claim_statement() -> Executable:
+    table = Job.__table__
+    claim = (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status.not_in(sorted(FINISHED_JOB_STATUSES)))
         .values(
             status=JobStatus.RUNNING.value,
-            worker_id=worker_id,
-            started_at=func.coalesce(Job.started_at, utcnow()),
+            worker_id=bindparam("worker_id"),
+            started_at=func.coalesce(table.c.started_at, bindparam("now", type_=table.c.started_at.type)),
         )
-        .returning(Job),
-        execution_options={"synchronize_session": False, "populate_existing": True},
+        .returning(*table.c)
+    )
+    # Loaded as a Job, like a query's rows (one that is in the session already is refreshed).
+    return select(Job).from_statement(claim)
+
+
+@functools.cache
+def _close_statement() -> Update:
+    table = Job.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status.not_in(sorted(FINISHED_JOB_STATUSES)))
+        .values(
+            status=bindparam("status"),
+            result=bindparam("result"),
+            error=bindparam("error"),
+            noop=bindparam("noop"),
+            finished_at=bindparam("finished_at", type_=table.c.finished_at.type),
+        )
+        .returning(table.c.id)
     )
 
 
@@ -225,16 +256,15 @@ def _close_job(
     # One autocommitted UPDATE: the status, result and finish time are durable together.
     with AutocommitUnitOfWork(uow.settings) as single:
         closed = single.db.scalar(
-            update(Job)
-            .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
-            .values(
-                status=status.value,
-                result=json.dumps(result) if result is not None else None,
-                error=error,
-                noop=noop,
-                finished_at=utcnow(),
-            )
-            .returning(Job.id)
+            _close_statement(),
+            {
+                "job_id": job_id,
+                "status": status.value,
+                "result": json.dumps(result) if result is not None else None,
+                "error": error,
+                "noop": noop,
+                "finished_at": utcnow(),
+            },
         )
     if closed is None:  # missing, or finished already (a duplicate delivery)
         return
