@@ -369,6 +369,24 @@ def session_owners(uow: UnitOfWork, session_ids: list[str]) -> dict[str, tuple[s
         return {session_id: (company, worker) for session_id, company, worker in rows}
 
 
+@functools.cache
+def _coalescing_statements() -> tuple[Select, Select]:
+    """The company lock and the read of its latest job of a kind, built once per process."""
+    lock = select(Company.id).where(Company.id == bindparam("company_id")).with_for_update()
+    latest = (
+        select(Job)
+        .where(
+            Job.company_id == bindparam("company_id"),
+            Job.kind == bindparam("kind"),
+            Job.status != JobStatus.FAILED.value,
+            Job.created_at >= bindparam("since", type_=DateTime(timezone=True)),
+        )
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+    return lock, latest
+
+
 def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind, company_id: str) -> Job:
     """Enqueue a company job of ``kind`` unless one was asked for moments ago.
 
@@ -376,19 +394,14 @@ def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind
     fail) the caller gets that job back: one company cannot flood the control queue.
     """
     window = timedelta(seconds=uow.settings.MAINTENANCE_COALESCE_SECONDS)
+    lock, latest = _coalescing_statements()
     with uow:
-        # The company row lock makes concurrent requests of one company take turns.
-        uow.db.get(Company, company_id, with_for_update=True)
+        # The company row lock makes concurrent requests of one company take turns. The
+        # read after it is a statement of its own: only then does its snapshot (READ
+        # COMMITTED) see the job that the request it waited for committed.
+        uow.db.execute(lock, {"company_id": company_id})
         recent = uow.db.scalar(
-            select(Job)
-            .where(
-                Job.company_id == company_id,
-                Job.kind == kind.value,
-                Job.status != JobStatus.FAILED.value,
-                Job.created_at >= utcnow() - window,
-            )
-            .order_by(Job.created_at.desc())
-            .limit(1)
+            latest, {"company_id": company_id, "kind": kind.value, "since": utcnow() - window}
         )
         if recent is not None:
             log.info("%s for company %s coalesced into job %s", kind.value, company_id, recent.id)
