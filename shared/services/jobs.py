@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import Executable, Update, bindparam, func, select, update
+from sqlalchemy import Executable, Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
@@ -130,10 +130,16 @@ def await_job(settings: Settings, company_id: str, job_id: str, wait: float) -> 
 
 def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
     with uow:
-        job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
+        job = uow.db.scalar(_company_job_statement(), {"job_id": job_id, "company_id": company_id})
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
+
+
+@functools.cache
+def _company_job_statement() -> Select:
+    # Built once: a long-poll reads its job again on every notice.
+    return select(Job).where(Job.id == bindparam("job_id"), Job.company_id == bindparam("company_id"))
 
 
 def read_budget(settings: Settings) -> float:
