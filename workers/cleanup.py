@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,40 @@ def cleanup(
     part here, while the others do theirs: a child job to itself would only add a
     round trip through the broker and the jobs table.
     """
-    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id)
+    # This worker's browsers are looked for (a /proc scan) while the first read is on the wire.
+    scan = _scanner().submit(browser_processes)
+    # One read tells both whether the database half has work and whom to fan out to.
+    survey = maintenance_services.survey_cleanup(ctx.uow(), company_id)
+    metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id, due=survey.due)
     children = maintenance_services.fan_out_worker_cleanups(
-        ctx.uow(), publisher, company_id, dry_run=False, parent_id=parent_id, exclude=ctx.worker_id
+        ctx.uow(),
+        publisher,
+        company_id,
+        dry_run=False,
+        parent_id=parent_id,
+        exclude=ctx.worker_id,
+        live=survey.live_workers,
     )
     try:
-        own = local_cleanup(ctx, company_id, dry_run=False)
+        # A database half with work may take long: its scan would be stale, so the plan makes its own.
+        own = local_cleanup(ctx, company_id, dry_run=False, browsers=None if survey.due else scan.result())
     except Exception as exc:
         log.exception("worker %s: its own part of the cleanup failed", ctx.worker_id)
         own = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return metrics | maintenance_services.gather_worker_cleanups(
         ctx.uow(), children, ctx.settings.CLEANUP_WORKER_WAIT, done_here={ctx.worker_id: own}
     )
+
+
+_scan_pool: ThreadPoolExecutor | None = None
+
+
+def _scanner() -> ThreadPoolExecutor:
+    """The thread that scans /proc for a cleanup beside its database work (one per process)."""
+    global _scan_pool
+    if _scan_pool is None:
+        _scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleanup-scan")
+    return _scan_pool
 
 
 @dataclass
@@ -97,9 +120,14 @@ class LocalPlan:
         }
 
 
-def local_cleanup(ctx: WorkerContext, company_id: str | None, dry_run: bool) -> dict[str, Any]:
-    """This worker's part of a cleanup (a ``worker_cleanup`` job): plan, and apply unless ``dry_run``."""
-    plan = plan_local(ctx, company_id)
+def local_cleanup(
+    ctx: WorkerContext, company_id: str | None, dry_run: bool, browsers: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """This worker's part of a cleanup (a ``worker_cleanup`` job): plan, and apply unless ``dry_run``.
+
+    ``browsers`` is a :func:`browser_processes` scan made a moment ago (scanned here when not given).
+    """
+    plan = plan_local(ctx, company_id, browsers)
     if not dry_run:
         apply_local(ctx, plan, company_id)
     return {"worker_id": ctx.worker_id, "dry_run": dry_run, **plan.metrics()}
@@ -110,12 +138,15 @@ def _busy_ids(ctx: WorkerContext) -> set[str]:
     return ctx.manager.busy_ids()
 
 
-def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:
+def plan_local(
+    ctx: WorkerContext, company_id: str | None, browsers: dict[int, str] | None = None
+) -> LocalPlan:
     """Compute this worker's part of a cleanup (changes nothing).
 
     A folder is kept when its session runs here, is tracked here, or is owned by this
     worker in the database (a stopped session reuses its folder). Locks are looked for
-    only in kept folders (a stray folder goes as a whole).
+    only in kept folders (a stray folder goes as a whole). ``browsers``: as in
+    :func:`local_cleanup`; whatever it holds is checked again before any kill.
     """
     root = Path(os.path.abspath(ctx.settings.SESSIONS_DIR))
     if not root.is_dir():
@@ -123,7 +154,7 @@ def plan_local(ctx: WorkerContext, company_id: str | None) -> LocalPlan:
     busy = _busy_ids(ctx)
     # Browsers of this worker's folders only: another worker's SESSIONS_DIR may be on this host.
     # Each keeps its --user-data-dir exactly as given, so that the kill can check it again.
-    raw = {pid: folder for pid, folder in browser_processes().items()}
+    raw = dict(browser_processes() if browsers is None else browsers)
     browsers = {
         pid: Path(os.path.abspath(f)) for pid, f in raw.items() if Path(os.path.abspath(f)).parent == root
     }

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from api.auth import admin_required, authenticate_request, company_id
 from api.blueprint import Blueprint
 from api.extensions import publisher, read_only, unit_of_work
+from api.prefer import answer_job
 from api.qr_render import negotiate_qr_format, render_qr
 from api.schemas.jobs import JobSchema
 from api.schemas.sessions import (
@@ -73,9 +74,14 @@ class Cleanup(MethodView):
 
     @admin_required
     @blp.response(202, JobSchema)
+    @blp.alt_response(200, schema=JobSchema, description="finished within the client's `Prefer: wait=N`")
     def post(self):
-        """Run a cleanup; the job's result holds the metrics (summed over workers, and per worker)."""
-        return maintenance.request_cleanup(unit_of_work(), publisher(), company_id())
+        """Run a cleanup; the job's result holds the metrics (summed over workers, and per worker).
+
+        With ``Prefer: wait=N`` (RFC 7240) the answer waits up to N seconds (at most
+        ``JOB_WAIT_MAX_SECONDS``) for the job: 200 with the finished job, or 202 as without it.
+        """
+        return answer_job(maintenance.request_cleanup(unit_of_work(), publisher(), company_id()))
 
 
 @blp.route("/sync", methods=["POST"])

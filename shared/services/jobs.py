@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Executable, Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import Settings
@@ -120,12 +121,25 @@ def get_job(uow: UnitOfWork, company_id: str, job_id: str, wait: float = 0.0) ->
     return wait_for_jobs(uow.settings, [job_id], wait, read)
 
 
+def await_job(settings: Settings, company_id: str, job_id: str, wait: float) -> Job:
+    """:func:`get_job` with ``wait``, for a caller that just enqueued the job in a transaction of
+    its own: each read is one autocommitted statement on a session of its own (no ``BEGIN`` or
+    ``ROLLBACK`` round trips, no connection held while waiting)."""
+    return get_job(AutocommitUnitOfWork(settings), company_id, job_id, wait=wait)
+
+
 def _company_job(uow: UnitOfWork, company_id: str, job_id: str) -> Job:
     with uow:
-        job = uow.db.scalar(select(Job).where(Job.id == job_id, Job.company_id == company_id))
+        job = uow.db.scalar(_company_job_statement(), {"job_id": job_id, "company_id": company_id})
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
+
+
+@functools.cache
+def _company_job_statement() -> Select:
+    # Built once: a long-poll reads its job again on every notice.
+    return select(Job).where(Job.id == bindparam("job_id"), Job.company_id == bindparam("company_id"))
 
 
 def read_budget(settings: Settings) -> float:
@@ -182,15 +196,45 @@ def _start(uow: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
 def _claim(single: UnitOfWork, job_id: str, worker_id: str) -> Job | None:
     """Mark an unfinished job running on ``worker_id``, in one statement; ``None`` if none matched."""
     return single.db.scalar(
-        update(Job)
-        .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
+        _claim_statement(),
+        {"job_id": job_id, "worker_id": worker_id, "now": utcnow()},
+        execution_options={"populate_existing": True},
+    )
+
+
+# The claim and the close are built once per process, with bound parameters: every job runs
+# both, and building an ORM UPDATE (and its bulk-update bookkeeping) costs more than sending it.
+@functools.cache
+def _claim_statement() -> Executable:
+    table = Job.__table__
+    claim = (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status.not_in(sorted(FINISHED_JOB_STATUSES)))
         .values(
             status=JobStatus.RUNNING.value,
-            worker_id=worker_id,
-            started_at=func.coalesce(Job.started_at, utcnow()),
+            worker_id=bindparam("worker_id"),
+            started_at=func.coalesce(table.c.started_at, bindparam("now", type_=table.c.started_at.type)),
         )
-        .returning(Job),
-        execution_options={"synchronize_session": False, "populate_existing": True},
+        .returning(*table.c)
+    )
+    # Loaded as a Job, like a query's rows (one that is in the session already is refreshed).
+    return select(Job).from_statement(claim)
+
+
+@functools.cache
+def _close_statement() -> Update:
+    table = Job.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status.not_in(sorted(FINISHED_JOB_STATUSES)))
+        .values(
+            status=bindparam("status"),
+            result=bindparam("result"),
+            error=bindparam("error"),
+            noop=bindparam("noop"),
+            finished_at=bindparam("finished_at", type_=table.c.finished_at.type),
+        )
+        .returning(table.c.id)
     )
 
 
@@ -218,16 +262,15 @@ def _close_job(
     # One autocommitted UPDATE: the status, result and finish time are durable together.
     with AutocommitUnitOfWork(uow.settings) as single:
         closed = single.db.scalar(
-            update(Job)
-            .where(Job.id == job_id, Job.status.not_in(sorted(FINISHED_JOB_STATUSES)))
-            .values(
-                status=status.value,
-                result=json.dumps(result) if result is not None else None,
-                error=error,
-                noop=noop,
-                finished_at=utcnow(),
-            )
-            .returning(Job.id)
+            _close_statement(),
+            {
+                "job_id": job_id,
+                "status": status.value,
+                "result": json.dumps(result) if result is not None else None,
+                "error": error,
+                "noop": noop,
+                "finished_at": utcnow(),
+            },
         )
     if closed is None:  # missing, or finished already (a duplicate delivery)
         return

@@ -26,17 +26,30 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, bindparam, delete, false, func, not_, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session as DbSession
 
 from shared.config import CONTROL_QUEUE, Settings, queue_for_worker
 from shared.db import renewed_deadline
 from shared.job_notices import wait_for_jobs
 from shared.jobs import FINISHED_JOB_STATUSES, JobKind, JobPublisher, JobStatus
-from shared.models import Company, Event, Job, WhatsappSession, utcnow
+from shared.models import Company, Event, Job, WhatsappSession, Worker, utcnow
 from shared.services import events
 from shared.services.jobs import enqueue, read_budget
-from shared.services.workers import live_workers
+from shared.services.workers import is_live, live_workers
 from shared.statuses import SessionStatus
 from shared.uow import AutocommitUnitOfWork, UnitOfWork
 
@@ -150,25 +163,54 @@ def plan_cleanup(db: DbSession, settings: Settings, company_id: str | None) -> C
     )
 
 
-def nothing_to_clean(uow: UnitOfWork, company_id: str | None) -> bool:
-    """Whether the database half of a cleanup would change nothing now, in one autocommitted read.
+@dataclass(frozen=True)
+class CleanupSurvey:
+    """What a cleanup learns before it starts: whether its database half has work, and who is live."""
 
-    Most cleanups find nothing: this one ``SELECT EXISTS … OR EXISTS …`` then replaces the
-    plan's six selects and their transaction. A row that turns due just after is the next
-    cleanup's, exactly as if it had turned due after the plan.
+    due: bool
+    live_workers: list[str]
+
+
+def survey_cleanup(uow: UnitOfWork, company_id: str | None) -> CleanupSurvey:
+    """Whether the database half of a cleanup would change anything now, and the live workers
+    (the fan-out's), in one autocommitted read.
+
+    Most cleanups find nothing: the ``EXISTS … OR EXISTS …`` probe then replaces the
+    plan's six selects and their transaction, and shares its round trip with the
+    live-worker list. A row that turns due just after is the next cleanup's, exactly as
+    if it had turned due after the plan; a worker that turns live just after gets no
+    part, exactly as if it had started after the fan-out.
     """
-    params = asdict(_Cutoffs.at(uow.settings, utcnow())) | {"company_id": company_id}
+    now = utcnow()
+    params = asdict(_Cutoffs.at(uow.settings, now)) | {
+        "company_id": company_id,
+        "live_cutoff": now - timedelta(seconds=uow.settings.WORKER_LEASE),
+    }
     with AutocommitUnitOfWork(uow.settings) as single:
-        return not single.db.scalar(_probe(company_id is not None), params)
+        rows = single.db.execute(_survey(company_id is not None), params).all()
+    # One row per live worker, or a single row with no worker: the probe is on every row.
+    return CleanupSurvey(due=bool(rows[0].due), live_workers=[row.id for row in rows if row.id is not None])
+
+
+def nothing_to_clean(uow: UnitOfWork, company_id: str | None) -> bool:
+    """Whether the database half of a cleanup would change nothing now (see :func:`survey_cleanup`)."""
+    return not survey_cleanup(uow, company_id).due
 
 
 @functools.cache
-def _probe(scoped: bool) -> Select:
-    """The statement of :func:`nothing_to_clean`, built once per process (a company's, or global):
-    its cutoffs and company are bound parameters, so a cleanup builds no expression tree."""
+def _survey(scoped: bool) -> Select:
+    """The statement of :func:`survey_cleanup`, built once per process (a company's, or global):
+    its cutoffs and company are bound parameters, so a cleanup builds no expression tree.
+
+    ``SELECT <probe> AS due, workers.id FROM (SELECT 1) LEFT JOIN workers ON <live>``: the
+    uncorrelated probe is computed once, and the outer join keeps one row when none is live.
+    """
     cut = _Cutoffs(**{f.name: bindparam(f.name, type_=DateTime(timezone=True)) for f in fields(_Cutoffs)})
     queries = _cleanup_queries(cut, bindparam("company_id") if scoped else None)
-    return select(or_(*(query.exists() for query in queries.values())))
+    probe = or_(*(query.exists() for query in queries.values())).label("due")
+    one = select(literal(1).label("one")).subquery("one")
+    live = is_live(bindparam("live_cutoff", type_=DateTime(timezone=True)))
+    return select(probe, Worker.id).select_from(one.outerjoin(Worker, live)).order_by(Worker.id)
 
 
 def _old_jobs(cutoff: datetime, beat_cutoff: datetime) -> tuple:
@@ -215,17 +257,21 @@ def fan_out_worker_cleanups(
     dry_run: bool,
     parent_id: str | None = None,
     exclude: str | None = None,
+    live: list[str] | None = None,
 ) -> dict[str, str]:
     """Enqueue one ``worker_cleanup`` job on the own queue of every live worker: worker id → job id.
 
     ``exclude`` names a worker left out: the one running the cleanup does its part itself.
+    ``live`` is the live workers as the caller read them a moment ago (read here when not given).
 
     Each child is committed and published on its own, so one worker's dead queue never
     holds back the others; it carries its worker's id, so a copy moved to ``control`` by
     sync is refused rather than run on another worker's disk.
     """
-    with AutocommitUnitOfWork(uow.settings) as single:
-        workers = [w.id for w in live_workers(single.db, uow.settings.WORKER_LEASE) if w.id != exclude]
+    if live is None:
+        with AutocommitUnitOfWork(uow.settings) as single:
+            live = [w.id for w in live_workers(single.db, uow.settings.WORKER_LEASE)]
+    workers = [worker_id for worker_id in live if worker_id != exclude]
     children: dict[str, str] = {}
     for worker_id in workers:
         with uow:
@@ -323,6 +369,24 @@ def session_owners(uow: UnitOfWork, session_ids: list[str]) -> dict[str, tuple[s
         return {session_id: (company, worker) for session_id, company, worker in rows}
 
 
+@functools.cache
+def _coalescing_statements() -> tuple[Select, Select]:
+    """The company lock and the read of its latest job of a kind, built once per process."""
+    lock = select(Company.id).where(Company.id == bindparam("company_id")).with_for_update()
+    latest = (
+        select(Job)
+        .where(
+            Job.company_id == bindparam("company_id"),
+            Job.kind == bindparam("kind"),
+            Job.status != JobStatus.FAILED.value,
+            Job.created_at >= bindparam("since", type_=DateTime(timezone=True)),
+        )
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+    return lock, latest
+
+
 def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind, company_id: str) -> Job:
     """Enqueue a company job of ``kind`` unless one was asked for moments ago.
 
@@ -330,19 +394,14 @@ def _enqueue_company_job(uow: UnitOfWork, publisher: JobPublisher, kind: JobKind
     fail) the caller gets that job back: one company cannot flood the control queue.
     """
     window = timedelta(seconds=uow.settings.MAINTENANCE_COALESCE_SECONDS)
+    lock, latest = _coalescing_statements()
     with uow:
-        # The company row lock makes concurrent requests of one company take turns.
-        uow.db.get(Company, company_id, with_for_update=True)
+        # The company row lock makes concurrent requests of one company take turns. The
+        # read after it is a statement of its own: only then does its snapshot (READ
+        # COMMITTED) see the job that the request it waited for committed.
+        uow.db.execute(lock, {"company_id": company_id})
         recent = uow.db.scalar(
-            select(Job)
-            .where(
-                Job.company_id == company_id,
-                Job.kind == kind.value,
-                Job.status != JobStatus.FAILED.value,
-                Job.created_at >= utcnow() - window,
-            )
-            .order_by(Job.created_at.desc())
-            .limit(1)
+            latest, {"company_id": company_id, "kind": kind.value, "since": utcnow() - window}
         )
         if recent is not None:
             log.info("%s for company %s coalesced into job %s", kind.value, company_id, recent.id)
@@ -367,12 +426,18 @@ def request_sync(uow: UnitOfWork, publisher: JobPublisher, company_id: str) -> J
     return _enqueue_company_job(uow, publisher, JobKind.SYNC, company_id)
 
 
-def apply_cleanup(uow: UnitOfWork, company_id: str | None) -> dict[str, Any]:
-    """Carry out the cleanup plan in one transaction and return its metrics."""
-    if nothing_to_clean(uow, company_id):
-        metrics = {"dry_run": False, **CleanupPlan().metrics()}
-        log.info("cleanup for company %s: nothing to do in the database", company_id or "*")
-        return metrics
+def apply_cleanup(uow: UnitOfWork, company_id: str | None, *, due: bool | None = None) -> dict[str, Any]:
+    """Carry out the cleanup plan in one transaction and return its metrics.
+
+    ``due`` is what :func:`survey_cleanup` said a moment ago (probed here when not given):
+    with nothing due, no plan is made and no transaction opened.
+    """
+    if due is None:
+        due = not nothing_to_clean(uow, company_id)
+    if not due:
+        # Debug only: the fan-out's line and the job's finish say that this cleanup ran.
+        log.debug("cleanup for company %s: nothing to do in the database", company_id or "*")
+        return {"dry_run": False, **CleanupPlan().metrics()}
     with uow:
         plan = plan_cleanup(uow.db, uow.settings, company_id)
         metrics = {"dry_run": False, **plan.metrics()}

@@ -7,7 +7,7 @@ import os
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -120,13 +120,12 @@ def is_alive(worker: Worker | None, lease_seconds: float, now: datetime | None =
 def live_workers(db: DbSession, lease_seconds: float) -> list[Worker]:
     """Every worker whose heartbeat is within the lease."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
-    return list(
-        db.scalars(
-            select(Worker)
-            .where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
-            .order_by(Worker.id)
-        )
-    )
+    return list(db.scalars(select(Worker).where(is_live(cutoff)).order_by(Worker.id)))
+
+
+def is_live(cutoff: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """The SQL condition of a live worker: not stopped, and heartbeated at ``cutoff`` or later."""
+    return and_(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
 
 
 # Any constant works: it only has to be the same in every process placing sessions.
