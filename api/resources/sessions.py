@@ -87,9 +87,13 @@ class Cleanup(MethodView):
 @blp.route("/sync", methods=["POST"])
 @admin_required
 @blp.response(202, JobSchema)
+@blp.alt_response(200, schema=JobSchema, description="finished within the client's `Prefer: wait=N`")
 def sync():
-    """Reconcile workers' memory and the database for the company's sessions."""
-    return maintenance.request_sync(unit_of_work(), publisher(), company_id())
+    """Reconcile workers' memory and the database for the company's sessions.
+
+    ``Prefer: wait=N`` waits for the job as on ``POST /session/cleanup``.
+    """
+    return answer_job(maintenance.request_sync(unit_of_work(), publisher(), company_id()))
 
 
 @blp.route("/<string:name>")

@@ -1,10 +1,13 @@
-"""``Prefer: wait=N`` (RFC 7240) on ``POST /session/cleanup``: the finished job at once (200),
-or the job as it is after N seconds (202), on both databases, with real Redis notices."""
+"""``Prefer: wait=N`` (RFC 7240) on ``POST /session/cleanup`` and ``/session/sync``: the
+finished job at once (200), or the job as it is after N seconds (202), on both databases,
+with real Redis notices."""
 
 from __future__ import annotations
 
 import threading
 import time
+
+import pytest
 
 from shared.models import Job
 from shared.services import jobs as job_services
@@ -13,14 +16,16 @@ from tests.e2e.stack import wait_until
 from tests.integration.test_job_wait import NEVER, subscribers
 
 
-def post_in_thread(client, headers, prefer: str | None) -> tuple[threading.Thread, dict]:
-    """``POST /session/cleanup`` in a thread of its own; the answer lands in the dict."""
+def post_in_thread(
+    client, headers, prefer: str | None, path: str = "/session/cleanup"
+) -> tuple[threading.Thread, dict]:
+    """``POST path`` in a thread of its own; the answer lands in the dict."""
     answer: dict = {}
 
     def run() -> None:
         extra = {"Prefer": prefer} if prefer else {}
         started = time.monotonic()
-        response = client.post("/session/cleanup", headers=headers | extra)
+        response = client.post(path, headers=headers | extra)
         answer.update(
             status_code=response.status_code,
             body=response.get_json(),
@@ -58,11 +63,12 @@ def test_a_job_that_finishes_within_the_wait_is_answered_200(client, settings, t
     assert answer["body"]["status"] == "succeeded" and answer["body"]["result"] == {"cleaned": 0}
 
 
-def test_a_job_not_finished_within_the_wait_is_answered_202_as_it_is(client, settings, tenant):
-    thread, answer = post_in_thread(client, tenant.admin, "respond-async, wait=1")
+@pytest.mark.parametrize("path", ["/session/cleanup", "/session/sync"])
+def test_a_job_not_finished_within_the_wait_is_answered_202_as_it_is(client, settings, tenant, path):
+    thread, answer = post_in_thread(client, tenant.admin, "respond-async, wait=1", path)
     thread.join(60)
     assert answer["status_code"] == 202 and answer["applied"] == "wait=1"
-    assert answer["body"]["status"] == "queued"
+    assert answer["body"]["status"] == "queued" and answer["body"]["kind"] == path.rsplit("/", 1)[1]
     assert answer["seconds"] >= 1.0
 
 
