@@ -81,3 +81,14 @@ def test_a_session_in_flight_is_not_restored_twice(ctx):
     assert ctx.manager.started.count("s1") == 1
     assert set(result["durations"]) <= {"s1", "s2"} and "s2" in result["durations"]
     assert not pool.in_flight("s1")
+
+
+def test_only_the_restores_that_get_a_slot_at_once_wait_the_jitter(ctx, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(restore.random, "uniform", lambda low, high: waits.append(high) or 0.0)
+    ctx.settings = ctx.settings.with_overrides(RESTORE_JITTER_SECONDS=0.5)
+    pool = restore.Restorer(ctx)
+    result = pool.restore_all([(f"s{i}", 1) for i in range(10)])
+    assert result["restored"] == 10
+    # The first three start together and are spread; the other seven follow a settled one.
+    assert waits == [0.5, 0.5, 0.5]
