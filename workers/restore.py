@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Memory statuses after which a starting session no longer holds a launch slot.
 SETTLED = frozenset({"connected", "qrcode", "error", "disconnected"})
-SETTLE_POLL = 0.1
+# A restore waiting for its session to settle looks at ``ctx.stopping`` at least this often.
+STOPPING_CHECK = 1.0
 
 
 @dataclass
@@ -155,13 +156,15 @@ class Restorer:
         return RestoreOutcome(session_id, seconds, status, error)
 
     def _wait_settled(self, session_id: str, deadline: float) -> str:
-        """Wait until the session leaves ``connecting`` (or the deadline); its memory status."""
+        """Wait until the session leaves ``connecting`` (or the deadline); its memory status.
+
+        Woken by the status change itself: the slot passes to the next restore at once.
+        """
         while True:
-            state = self.ctx.manager.status(session_id) or {}
-            status = state.get("status", "disconnected")
+            left = min(deadline - time.monotonic(), STOPPING_CHECK)
+            status = self.ctx.manager.wait_status(session_id, SETTLED, max(left, 0.0)) or "disconnected"
             if status in SETTLED or time.monotonic() >= deadline or self.ctx.stopping:
                 return status
-            time.sleep(SETTLE_POLL)
 
     def shutdown(self) -> None:
         """Drop queued restores (the worker is stopping); running ones end on their own."""
