@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -223,11 +224,11 @@ def bench_idle(database_url: str, root: Path) -> None:
 # A restore this much slower among K than alone means the cores, not the slots, set the pace.
 SLOWER_IN_PARALLEL = 1.15
 ONE_RUNS = 3  # restarts with one session, for the bound's single start
+SLOTS_RE = re.compile(r"restored in [0-9.]+s, at most (\d+) at once")
 
 
 def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: list[str]) -> None:
     """A worker restarting with one, then ``RESTORED`` connected sessions; the bound and the limit."""
-    slots = settings.RESTORE_CONCURRENCY
     log_path = root / "worker-idle.log"
 
     def run(chosen: list[str]) -> tuple[float, list[float], float, float, dict[str, float]]:
@@ -260,6 +261,9 @@ def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: 
     }
     set_lazy(names[1:RESTORED], False)
     total, each, tree, machine, _ = run(names[:RESTORED])
+    # The worker's own K (RESTORE_CONCURRENCY in the environment reaches it, not the bench's settings).
+    found = SLOTS_RE.findall(log_path.read_text(errors="replace"))
+    slots = int(found[-1]) if found else settings.RESTORE_CONCURRENCY
     bound = start_one * math.ceil(RESTORED / slots)
     boot = one_total - start_one  # worker start → its first restore begins (the same in both runs)
     cores = os.cpu_count() or 1
