@@ -57,6 +57,10 @@ class Settings:
     SYNC_INTERVAL: float = 30.0
     # A starting worker restores at most this many sessions at once, each launch a little
     # later at random, so 50 stored sessions do not start 50 Chromiums in the same second.
+    # Not the CPU count: a start mostly waits (on the network against the real site, on the
+    # page's own timers on the simulator), so even on 2 cores K=2 restores 10 sessions more
+    # slowly than 3, and 4 faster still (README, "Restoring many sessions"); 3 keeps the
+    # burst of new Chromiums (CPU, ~240 MiB each) small on a small machine.
     RESTORE_CONCURRENCY: int = 3
     RESTORE_JITTER_SECONDS: float = 0.5
     # Lazy sessions (config {"lazy": true}): closed again after this long with no activity,

@@ -11,7 +11,8 @@ the page watcher saves.
 Restore: the worker restarts with 10 of those sessions active (the others lazy): one
 session's restore alone, then all 10 with ``RESTORE_CONCURRENCY`` = K, against the
 bound one start × ceil(10 / K), with the CPU of the tree and of the machine meanwhile,
-which tells whether the CPU or the K slots limit it.
+which tells whether the CPU or the K slots limit it. ``BENCH_IDLE_RESTORE_ONLY=1`` skips the
+idle part.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,8 @@ PRODUCTION_PERIODS = {
     "LOGIN_STATE_SAVE_INTERVAL": "300",
 }
 PLAIN_READY = "plain contexts ready"
+# BENCH_IDLE_RESTORE_ONLY=1: the restore figures alone (the idle windows take minutes).
+RESTORE_ONLY = os.environ.get("BENCH_IDLE_RESTORE_ONLY", "") not in ("", "0")
 PLAIN_PHONES = "55117000"  # + 5 digits: the baseline's own fake phones
 
 
@@ -102,28 +106,54 @@ def machine_busy() -> tuple[float, float]:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree while it changes (browsers start): the CPU its members used."""
+    """Samples a process tree while it changes (browsers start): the CPU its members used.
+
+    Members already there when it starts count from then; later ones from their start.
+    This process (the simulator's server threads and the bench's polling) is measured too.
+    """
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.seen, self.first = pid, {}, {}
+        self.pid, self.seen, self.kinds = pid, {}, {}
+        self.first = tree_cpu(pid)
         self.done = threading.Event()
         self.machine = machine_busy()
+        self.own = _own_cpu()
 
     def run(self) -> None:
         while not self.done.is_set():
-            for member, spent in tree_cpu(self.pid).items():
-                self.first.setdefault(member, spent if member == self.pid else 0.0)
-                self.seen[member] = spent
-            self.done.wait(0.25)
+            self.sample()
+            self.done.wait(0.1)
 
-    def stop(self) -> tuple[float, float]:
-        """(CPU seconds the tree used, the machine's busy share of all its cores)."""
+    def sample(self) -> None:
+        for member, spent in tree_cpu(self.pid).items():
+            self.seen[member] = spent
+            self.kinds[member] = kind(member)  # again each time: a fresh child is its parent until exec
+        for member in self.first:
+            self.first[member] = min(self.first[member], self.seen.get(member, self.first[member]))
+
+    def stop(self) -> tuple[float, float, dict[str, float]]:
+        """(CPU seconds the tree used, the machine's busy share of all its cores, CPU seconds by kind).
+
+        By kind: ``chromium``, ``python+driver`` (the worker and Playwright's driver) and
+        ``simulator+bench`` (this process).
+        """
         self.done.set()
         self.join()
+        self.sample()
         busy, total = machine_busy()
         share = (busy - self.machine[0]) / max(1, total - self.machine[1])
-        return sum(self.seen[m] - self.first[m] for m in self.seen), share
+        by_kind: dict[str, float] = {"simulator+bench": _own_cpu() - self.own}
+        for member, spent in self.seen.items():
+            what = self.kinds.get(member, "gone")
+            by_kind[what] = by_kind.get(what, 0.0) + spent - self.first.get(member, 0.0)
+        return sum(v for k, v in by_kind.items() if k != "simulator+bench"), share, by_kind
+
+
+def _own_cpu() -> float:
+    """CPU seconds this process used so far (all its threads)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def bench_idle(database_url: str, root: Path) -> None:
@@ -145,6 +175,10 @@ def bench_idle(database_url: str, root: Path) -> None:
         live = worker().start()
         try:
             tenant.link_all(names, sim, "55116000")
+            if RESTORE_ONLY:
+                live.terminate()
+                restore(settings, tenant.set_lazy, worker, connected, root, names)
+                return
             zaphub, zaphub_kinds = windows(live.process.pid)
         finally:
             live.terminate()
@@ -189,14 +223,15 @@ def bench_idle(database_url: str, root: Path) -> None:
 
 # A restore this much slower among K than alone means the cores, not the slots, set the pace.
 SLOWER_IN_PARALLEL = 1.15
+ONE_RUNS = 3  # restarts with one session, for the bound's single start
+SLOTS_RE = re.compile(r"restored in [0-9.]+s, at most (\d+) at once")
 
 
 def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: list[str]) -> None:
     """A worker restarting with one, then ``RESTORED`` connected sessions; the bound and the limit."""
-    slots = settings.RESTORE_CONCURRENCY
     log_path = root / "worker-idle.log"
 
-    def run(chosen: list[str]) -> tuple[float, list[float], float, float]:
+    def run(chosen: list[str]) -> tuple[float, list[float], float, float, dict[str, float]]:
         offset = log_path.stat().st_size
         live = worker()
         began = time.perf_counter()
@@ -206,19 +241,29 @@ def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: 
         try:
             connected(chosen)
             took = time.perf_counter() - began
-            cpu, machine = sampler.stop()
+            cpu, machine, by_kind = sampler.stop()
             wait_until(lambda: "ready on" in log_path.read_text(errors="replace")[offset:], 60)
             durations = [float(d) for _, d in RESTORE_TOOK_RE.findall(log_path.read_text()[offset:])]
         finally:
             live.terminate()
             live.kill()
-        return took, durations, cpu / took * 100, machine
+        return took, durations, cpu / took * 100, machine, by_kind
 
     set_lazy(names[1:], True)
-    one_total, one, _, _ = run(names[:1])
+    # One start alone sets the bound: its median over a few restarts, not one draw.
+    ones = [run(names[:1]) for _ in range(ONE_RUNS)]
+    one_totals = [total for total, *_ in ones]
+    start_ones = [durations[0] if durations else total for total, durations, *_ in ones]
+    one_total, start_one = statistics.median(one_totals), statistics.median(start_ones)
+    one_cpu = {
+        what: statistics.median(by_kind.get(what, 0.0) for *_, by_kind in ones)
+        for what in ("chromium", "python+driver", "simulator+bench")
+    }
     set_lazy(names[1:RESTORED], False)
-    total, each, tree, machine = run(names[:RESTORED])
-    start_one = one[0] if one else one_total
+    total, each, tree, machine, _ = run(names[:RESTORED])
+    # The worker's own K (RESTORE_CONCURRENCY in the environment reaches it, not the bench's settings).
+    found = SLOTS_RE.findall(log_path.read_text(errors="replace"))
+    slots = int(found[-1]) if found else settings.RESTORE_CONCURRENCY
     bound = start_one * math.ceil(RESTORED / slots)
     boot = one_total - start_one  # worker start → its first restore begins (the same in both runs)
     cores = os.cpu_count() or 1
@@ -231,8 +276,11 @@ def restore(settings: Settings, set_lazy, worker, connected, root: Path, names: 
     )
     print(
         f"  restore after a worker restart, RESTORE_CONCURRENCY K={slots}, {cores} cores:"
-        f"\n    one session                 {start_one:6.1f} s restore ({one_total:.1f} s from worker start)"
-        f"\n    {RESTORED} sessions                 {total - boot:6.1f} s restores "
+        f"\n    one session                 {start_one:6.1f} s restore ({one_total:.1f} s from worker start; "
+        f"median of {ONE_RUNS}: {' '.join(f'{d:.1f}' for d in start_ones)})"
+        f"\n    CPU of one, worker start → CONNECTED (s): "
+        + "  ".join(f"{what} {seconds:.2f}" for what, seconds in one_cpu.items())
+        + f"\n    {RESTORED} sessions                 {total - boot:6.1f} s restores "
         f"({total:.1f} s from worker start); each (s): {' '.join(f'{d:.1f}' for d in each)}"
         f"\n    bound one × ceil({RESTORED}/K)     {bound:6.1f} s   → {(total - boot) / bound:4.2f}× it"
         f"\n    CPU meanwhile               tree {tree:5.1f} % of a core, machine {machine * 100:5.1f} % busy"

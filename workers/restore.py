@@ -2,7 +2,9 @@
 
 A worker that starts with many sessions must not launch every Chromium in the same
 second: restores go through one bounded pool per worker (``RESTORE_CONCURRENCY``
-slots), and each launch waits a small random time first (``RESTORE_JITTER_SECONDS``).
+slots), and a restore that gets its slot at once waits a small random time first
+(``RESTORE_JITTER_SECONDS``). One that waited for a slot skips it: it starts when another
+restore settled, already apart from the others, and a wait there would only idle the slot.
 A slot is held until the session has settled (connected, waiting for a scan, or
 failed) *and* its events are written, so the number of browsers still coming up never
 exceeds the slot count, in memory or in the database.
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Memory statuses after which a starting session no longer holds a launch slot.
 SETTLED = frozenset({"connected", "qrcode", "error", "disconnected"})
-SETTLE_POLL = 0.1
+# A restore waiting for its session to settle looks at ``ctx.stopping`` at least this often.
+STOPPING_CHECK = 1.0
 
 
 @dataclass
@@ -77,7 +80,9 @@ class Restorer:
             running = self._in_flight.get(session_id)
             if running is not None:
                 return running, False
-            future = self._pool.submit(self._run, session_id, epoch, why)
+            # A free slot now: this launch may start in the same second as the others.
+            at_once = len(self._in_flight) < self.slots
+            future = self._pool.submit(self._run, session_id, epoch, why, at_once)
             self._in_flight[session_id] = future
             future.add_done_callback(lambda _f: self._done(session_id, future))
             return future, True
@@ -109,12 +114,12 @@ class Restorer:
             "wall_seconds": round(time.monotonic() - began, 2),
         }
 
-    def _run(self, session_id: str, epoch: int, why: str) -> RestoreOutcome:
+    def _run(self, session_id: str, epoch: int, why: str, at_once: bool) -> RestoreOutcome:
         ctx = self.ctx
+        if self.jitter and at_once:
+            time.sleep(random.uniform(0, self.jitter))  # noqa: S311 - spreading launches, not security
         row = session_events.session_snapshot(ctx.uow(), session_id)
         company = row.company_id if row is not None else "?"
-        if self.jitter:
-            time.sleep(random.uniform(0, self.jitter))  # noqa: S311 - spreading launches, not security
         if ctx.stopping:
             return RestoreOutcome(session_id, 0.0, "disconnected", "worker stopping")
         began = time.monotonic()
@@ -151,13 +156,15 @@ class Restorer:
         return RestoreOutcome(session_id, seconds, status, error)
 
     def _wait_settled(self, session_id: str, deadline: float) -> str:
-        """Wait until the session leaves ``connecting`` (or the deadline); its memory status."""
+        """Wait until the session leaves ``connecting`` (or the deadline); its memory status.
+
+        Woken by the status change itself: the slot passes to the next restore at once.
+        """
         while True:
-            state = self.ctx.manager.status(session_id) or {}
-            status = state.get("status", "disconnected")
+            left = min(deadline - time.monotonic(), STOPPING_CHECK)
+            status = self.ctx.manager.wait_status(session_id, SETTLED, max(left, 0.0)) or "disconnected"
             if status in SETTLED or time.monotonic() >= deadline or self.ctx.stopping:
                 return status
-            time.sleep(SETTLE_POLL)
 
     def shutdown(self) -> None:
         """Drop queued restores (the worker is stopping); running ones end on their own."""

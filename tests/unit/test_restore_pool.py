@@ -10,6 +10,7 @@ import pytest
 
 from shared.config import Settings
 from workers import restore
+from workers.whatsapp.sessions import SessionManager
 
 
 class FakeManager:
@@ -36,6 +37,14 @@ class FakeManager:
     def status(self, session_id):
         with self.lock:
             return self.states.get(session_id)
+
+    def wait_status(self, session_id, wanted, timeout):
+        give_up = time.monotonic() + timeout
+        while True:
+            status = (self.status(session_id) or {}).get("status")
+            if status in wanted or time.monotonic() >= give_up:
+                return status
+            time.sleep(0.01)
 
     def flush_events(self) -> bool:
         return True
@@ -81,3 +90,26 @@ def test_a_session_in_flight_is_not_restored_twice(ctx):
     assert ctx.manager.started.count("s1") == 1
     assert set(result["durations"]) <= {"s1", "s2"} and "s2" in result["durations"]
     assert not pool.in_flight("s1")
+
+
+def test_only_the_restores_that_get_a_slot_at_once_wait_the_jitter(ctx, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(restore.random, "uniform", lambda low, high: waits.append(high) or 0.0)
+    ctx.settings = ctx.settings.with_overrides(RESTORE_JITTER_SECONDS=0.5)
+    pool = restore.Restorer(ctx)
+    result = pool.restore_all([(f"s{i}", 1) for i in range(10)])
+    assert result["restored"] == 10
+    # The first three start together and are spread; the other seven follow a settled one.
+    assert waits == [0.5, 0.5, 0.5]
+
+
+def test_the_manager_wakes_a_waiter_on_the_status_change_itself(tmp_path):
+    manager = SessionManager(SimpleNamespace(), tmp_path, "http://wa.invalid/", lambda *_: None)
+    assert manager.wait_status("nobody", restore.SETTLED, 5) is None  # unknown: no wait
+    session = manager._get("s1")
+    manager._emit(session, "connecting", {})
+    threading.Timer(0.3, manager._emit, (session, "authenticated", {})).start()
+    began = time.monotonic()
+    assert manager.wait_status("s1", restore.SETTLED, 5) == "connected"
+    assert 0.25 <= time.monotonic() - began < 1.0
+    assert manager.wait_status("s1", {"qrcode"}, 0.2) == "connected"  # timed out: the status as it is

@@ -27,6 +27,33 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Chromium keeps only the last ``--disable-features`` it is given, and Playwright passes its
+# own list before ours: ours repeats Playwright's (playwright-core's ``chromiumSwitches``;
+# tests/unit/test_chromium_args.py compares it with the installed driver) and adds our own.
+PLAYWRIGHT_DISABLED_FEATURES: tuple[str, ...] = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "msForceBrowserSignIn",
+    "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+# Browser UI only, never the page: a headless Chromium has no address bar, yet at every
+# launch it preloads the omnibox popup's WebUI (chrome://omnibox-popup.top-chrome) in a
+# renderer process of its own, about 0.8 s of CPU (that renderer and the browser
+# process's side of it), more than half of what a whole start costs on the simulator.
+DISABLED_FEATURES: tuple[str, ...] = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-sandbox",
     "--disable-gpu",
@@ -35,6 +62,7 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--disable-sync",
     "--no-first-run",
     "--disable-dev-shm-usage",
+    "--disable-features=" + ",".join(PLAYWRIGHT_DISABLED_FEATURES + DISABLED_FEATURES),
 )
 
 # Chromium batches localStorage writes and commits them to "Default/Local Storage"

@@ -58,7 +58,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,8 @@ class SessionManager:
         self._sessions: dict[str, _Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._status_lock = threading.Lock()  # status() reads from task threads
+        # Notified on every status change: wait_status() sleeps on it instead of polling.
+        self._status_changed = threading.Condition(self._status_lock)
         self._events: queue.Queue = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="wa-events", daemon=True)
         self._dispatcher.start()
@@ -320,6 +322,24 @@ class SessionManager:
                 "live": s.context is not None,
             }
 
+    def wait_status(self, session_id: str, wanted: Collection[str], timeout: float) -> str | None:
+        """Block until the session's memory status is one of ``wanted``, at most ``timeout`` seconds.
+
+        Returns the status then, at once None for a session this worker does not know.
+        Woken by the status change itself, so a caller holding a slot until a start
+        settles loses no poll interval.
+        """
+        deadline = time.monotonic() + timeout
+        with self._status_changed:
+            while True:
+                s = self._sessions.get(session_id)
+                if s is None:
+                    return None
+                left = deadline - time.monotonic()
+                if s.status in wanted or left <= 0:
+                    return s.status
+                self._status_changed.wait(left)
+
     def live_ids(self) -> list[str]:
         """Ids of the sessions with an open browser context."""
         with self._status_lock:
@@ -398,6 +418,7 @@ class SessionManager:
                 if s.status == "disconnected":
                     return  # already reported
                 s.status, s.qr = "disconnected", None
+            self._status_changed.notify_all()
         if name in messaging.MESSAGE_EVENTS:
             log.debug("session %s: event %s", s.session_id, name)
         else:
@@ -524,6 +545,7 @@ class SessionManager:
         except LoginStateError as exc:
             with self._status_lock:
                 s.status, s.last_error = "error", str(exc)
+                self._status_changed.notify_all()
             log.warning("session %s: login state rejected: %s", s.session_id, exc)
             raise
 
