@@ -31,12 +31,12 @@ import os
 import shutil
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.jobs import JobPublisher
+from shared.lazy_executor import LazyExecutor
 from shared.services import maintenance as maintenance_services
 from workers.browser.runtime import browser_processes
 from workers.context import SHARED_BROWSERS_DIR, WorkerContext
@@ -65,7 +65,7 @@ def cleanup(
     round trip through the broker and the jobs table.
     """
     # This worker's browsers are looked for (a /proc scan) while the first read is on the wire.
-    scan = _scanner().submit(browser_processes)
+    scan = _scanner.get().submit(browser_processes)
     # One read tells both whether the database half has work and whom to fan out to.
     survey = maintenance_services.survey_cleanup(ctx.uow(), company_id)
     metrics = maintenance_services.apply_cleanup(ctx.uow(), company_id, due=survey.due)
@@ -89,15 +89,8 @@ def cleanup(
     )
 
 
-_scan_pool: ThreadPoolExecutor | None = None
-
-
-def _scanner() -> ThreadPoolExecutor:
-    """The thread that scans /proc for a cleanup beside its database work (one per process)."""
-    global _scan_pool
-    if _scan_pool is None:
-        _scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleanup-scan")
-    return _scan_pool
+# The thread that scans /proc for a cleanup beside its database work (one per process).
+_scanner = LazyExecutor(max_workers=1, thread_name_prefix="cleanup-scan")
 
 
 @dataclass

@@ -10,36 +10,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import text
 
 from shared.db import deadline
+from shared.lazy_executor import LazyExecutor
 from shared.services.workers import live_workers
 from shared.uow import UnitOfWork
 
 # Few threads on purpose: while the broker hangs, probes queue up behind the stuck
-# ones and are reported as timed out, instead of piling up threads. Made on first use,
-# not at import: gunicorn's master imports this module before the gevent worker
-# monkey-patches, and an executor made then has a real queue its (by then green)
-# threads would block the whole worker on. Two racing first uses make one executor
-# too many, which is harmless.
-_broker_probes: ThreadPoolExecutor | None = None
-
-
-def _probes() -> ThreadPoolExecutor:
-    global _broker_probes
-    if _broker_probes is None:
-        _broker_probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health-broker")
-    return _broker_probes
+# ones and are reported as timed out, instead of piling up threads.
+_probes = LazyExecutor(max_workers=2, thread_name_prefix="health-broker")
 
 
 def check_health(uow: UnitOfWork, broker_ping: Callable[[], None]) -> dict[str, Any]:
     """Probe each dependency; ``ok`` is true when the database and broker both answer."""
     timeout = uow.settings.HEALTH_TIMEOUT
     give_up = time.monotonic() + timeout
-    broker_probe = _probes().submit(broker_ping)
+    broker_probe = _probes.get().submit(broker_ping)
     report: dict[str, Any] = {"database": "ok", "broker": "ok", "workers": []}
     try:
         with deadline(timeout), uow:
