@@ -38,7 +38,7 @@ from typing import Any
 from shared.jobs import JobPublisher
 from shared.lazy_executor import LazyExecutor
 from shared.services import maintenance as maintenance_services
-from workers.browser.runtime import browser_processes
+from workers.browser.runtime import browser_processes, proc_files
 from workers.context import SHARED_BROWSERS_DIR, WorkerContext
 from workers.whatsapp.modes import CONVERSIONS_DIR
 from workers.whatsapp.sessions import SESSION_ID_RE
@@ -259,22 +259,42 @@ def kill_browser(pid: int, folder: str, grace: float) -> bool:
     The process is checked to still run on ``folder`` before each signal, so a pid
     reused meanwhile is never hit. Returns whether it is gone.
     """
+    group = False
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not _runs_on(pid, folder):
+        if not _alive(pid, folder, group):
             return True
         try:
             # Chromium launched by Playwright (or by hand with setsid) leads its own group:
             # signalling the group takes its renderers and zygotes with it.
-            if os.getpgid(pid) == pid:
+            if _runs_on(pid, folder) and os.getpgid(pid) == pid:
+                group = True
+            if group:
                 os.killpg(pid, sig)
             else:
                 os.kill(pid, sig)
         except ProcessLookupError:
             return True
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _runs_on(pid, folder):
+        while time.monotonic() < deadline and _alive(pid, folder, group):
             time.sleep(0.05)
-    return not _runs_on(pid, folder)
+    return not _alive(pid, folder, group)
+
+
+def _alive(pid: int, folder: str, group: bool) -> bool:
+    """Whether the browser runs, or (``group``) any process of its group does: a renderer or
+    utility process that outlives the browser for a moment may still write into ``folder``,
+    which would come back after the cleanup removed it."""
+    return _runs_on(pid, folder) or (group and _group_runs(pid))
+
+
+def _group_runs(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (exited, unreaped ones do not count)."""
+    for _pid, raw in proc_files("stat"):
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def remove_stray_profiles(ctx: WorkerContext, company_id: str | None = None) -> int:
