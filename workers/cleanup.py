@@ -38,7 +38,7 @@ from typing import Any
 from shared.jobs import JobPublisher
 from shared.lazy_executor import LazyExecutor
 from shared.services import maintenance as maintenance_services
-from workers.browser.runtime import browser_processes, proc_files
+from workers.browser.runtime import browser_processes, proc_files, stat_fields
 from workers.context import SHARED_BROWSERS_DIR, WorkerContext
 from workers.whatsapp.modes import CONVERSIONS_DIR
 from workers.whatsapp.sessions import SESSION_ID_RE
@@ -290,8 +290,7 @@ def _alive(pid: int, folder: str, group: bool) -> bool:
 def _group_runs(pgid: int) -> bool:
     """Whether a process of group ``pgid`` is still running (exited, unreaped ones do not count)."""
     for _pid, raw in proc_files("stat"):
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = raw[raw.rfind(b")") + 2 :].split()
+        fields = stat_fields(raw)
         if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
             return True
     return False

@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from workers.browser.runtime import browser_processes, proc_files
+from workers.browser.runtime import browser_processes, proc_files, stat_fields
 
 
 def _parents() -> dict[int, int]:
     """pid → parent pid of every process (from ``/proc/<pid>/stat``)."""
     parents: dict[int, int] = {}
     for pid, raw in proc_files("stat"):
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        fields = raw.decode(errors="replace").rsplit(")", 1)[-1].split()
+        fields = stat_fields(raw)
         if len(fields) > 1:
             parents[pid] = int(fields[1])
     return parents

@@ -124,12 +124,19 @@ def _parent_pid(pid: int) -> int | None:
     """The parent of ``pid`` from ``/proc/<pid>/stat`` (None if it ended meanwhile)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
+            fields = stat_fields(fh.read())
     except OSError:
         return None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
-    fields = stat[stat.rfind(b")") + 2 :].split()
     return int(fields[1]) if len(fields) > 1 else None
+
+
+def stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of a ``/proc/<pid>/stat`` after the command name: state, ppid, pgrp, ...
+
+    The line is "pid (comm) state ppid ...", and comm may hold spaces and parentheses,
+    so the split starts after the last ")".
+    """
+    return stat[stat.rfind(b")") + 2 :].split()
 
 
 USER_DATA_DIR = b"--user-data-dir="
