@@ -60,7 +60,7 @@ class Settings:
     # Not the CPU count: a start mostly waits (on the network against the real site, on the
     # page's own timers on the simulator), so even on 2 cores K=2 restores 10 sessions more
     # slowly than 3, and 4 faster still (README, "Restoring many sessions"); 3 keeps the
-    # burst of new Chromiums (CPU, ~240 MiB each) small on a small machine.
+    # burst of new Chromiums (CPU, ~125 MiB each) small on a small machine.
     RESTORE_CONCURRENCY: int = 3
     RESTORE_JITTER_SECONDS: float = 0.5
     # Lazy sessions (config {"lazy": true}): closed again after this long with no activity,

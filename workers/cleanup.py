@@ -256,18 +256,22 @@ def _runs_on(pid: int, folder: str) -> bool:
 def kill_browser(pid: int, folder: str, grace: float) -> bool:
     """SIGTERM a Chromium browser (its process group when it leads one), SIGKILL it after ``grace``.
 
-    The process is checked to still run on ``folder`` before each signal, so a pid
-    reused meanwhile is never hit. Returns whether it is gone.
+    The process is checked to still run on ``folder`` before each signal (or, for a group,
+    that one of the group still runs: a group's id is not reused while it has members), so a
+    pid reused meanwhile is never hit. Returns whether it is gone, its whole group with it.
     """
-    group = False
+    if not _runs_on(pid, folder):
+        return True
+    try:
+        # Chromium launched by Playwright (or by hand with setsid) leads its own group:
+        # signalling the group takes its renderers and zygotes with it.
+        group = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return True
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if not _alive(pid, folder, group):
             return True
         try:
-            # Chromium launched by Playwright (or by hand with setsid) leads its own group:
-            # signalling the group takes its renderers and zygotes with it.
-            if _runs_on(pid, folder) and os.getpgid(pid) == pid:
-                group = True
             if group:
                 os.killpg(pid, sig)
             else:
